@@ -1,0 +1,3 @@
+from pyci.cli import main
+
+raise SystemExit(main())

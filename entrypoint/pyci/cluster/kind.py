@@ -1,0 +1,201 @@
+"""A kind cluster: config merged with the user's, create with one retry, kubeconfigs, delete."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyci.cluster.base import ClusterInfo, write_private
+from pyci.results import InfrastructureError, InputError
+
+log = logging.getLogger(__name__)
+
+KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
+# Node images older than kind v0.27 read registry hosts only with this; newer ones already do.
+CERTS_D_PATCH = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n'
+# kind failures seen to go away on a second try (slow CI machines, docker network races).
+TRANSIENT_ERRORS = (
+    "failed to init node with kubeadm",
+    "could not find a log line that matches",
+    "timed out waiting for the condition",
+    "error adding container to network",
+)
+STDERR_TAIL_LINES = 20
+
+
+def load_user_config(path: Path | None) -> dict[str, Any]:
+    """The user's kind-config, validated; an empty Cluster when none is given."""
+    if path is None:
+        return {"kind": "Cluster", "apiVersion": KIND_API_VERSION}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise InputError(f"kind-config: cannot read {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise InputError(f"kind-config: {path} is not valid YAML", str(err)) from err
+    if not isinstance(data, dict):
+        raise InputError(f"kind-config: {path} must be a YAML mapping (a kind Cluster)")
+    if data.get("kind") != "Cluster" or data.get("apiVersion") != KIND_API_VERSION:
+        raise InputError(
+            f"kind-config: {path} must have kind: Cluster and apiVersion: {KIND_API_VERSION}, "
+            f"found kind: {data.get('kind')!r}, apiVersion: {data.get('apiVersion')!r}"
+        )
+    return data
+
+
+def merge_config(user: dict[str, Any]) -> dict[str, Any]:
+    """The user's config plus what pyci needs; their nodes, networking and patches are kept."""
+    merged = copy.deepcopy(user)
+    patches = merged.get("containerdConfigPatches") or []
+    if not isinstance(patches, list):
+        raise InputError("kind-config: containerdConfigPatches must be a list of strings")
+    if not any("config_path" in str(p) and "/etc/containerd/certs.d" in str(p) for p in patches):
+        patches = [*patches, CERTS_D_PATCH]
+    merged["containerdConfigPatches"] = patches
+    return merged
+
+
+def render_config(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def is_transient(stderr: str) -> bool:
+    return any(marker in stderr for marker in TRANSIENT_ERRORS)
+
+
+class KindProvider:
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        *,
+        kind_config: Path | None = None,
+        node_image: str | None = None,
+        kind_bin: str = "kind",
+        create_timeout: float = 600.0,
+        command_timeout: float = 120.0,
+    ) -> None:
+        self.name = name
+        self.workdir = workdir / name
+        self.kind_config = kind_config
+        self.node_image = node_image
+        self.kind_bin = kind_bin
+        self.create_timeout = create_timeout
+        self.command_timeout = command_timeout
+        # Validate now so a bad input fails before anything is created.
+        self.config = merge_config(load_user_config(kind_config))
+
+    @property
+    def context(self) -> str:
+        return f"kind-{self.name}"
+
+    @property
+    def network(self) -> str:
+        return os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
+
+    def _run(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        command = [self.kind_bin, *args]
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError as err:
+            raise InfrastructureError(
+                f"kind not found ({self.kind_bin}): install kind or put it on PATH"
+            ) from err
+        except subprocess.TimeoutExpired as err:
+            stderr = (
+                err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
+            )
+            raise InfrastructureError(
+                f"`kind {' '.join(args[:2])}` for cluster {self.name} timed out after {timeout:.0f}s",
+                tail(stderr),
+            ) from err
+
+    def _check(self, args: Sequence[str], timeout: float | None = None) -> str:
+        result = self._run(args, timeout or self.command_timeout)
+        if result.returncode != 0:
+            raise InfrastructureError(
+                f"`kind {' '.join(args)}` failed (exit {result.returncode})", tail(result.stderr)
+            )
+        return result.stdout
+
+    def clusters(self) -> list[str]:
+        return [line.strip() for line in self._check(["get", "clusters"]).splitlines() if line.strip()]
+
+    def exists(self) -> bool:
+        return self.name in self.clusters()
+
+    def nodes(self) -> tuple[str, ...]:
+        out = self._check(["get", "nodes", "--name", self.name])
+        return tuple(sorted(line.strip() for line in out.splitlines() if line.strip()))
+
+    def create(self, stack: contextlib.ExitStack) -> ClusterInfo:
+        kubeconfig = self.workdir / "kubeconfig"
+        if self.exists():
+            log.info("kind cluster %s exists: reusing it (it will not be deleted)", self.name)
+            write_private(kubeconfig, self._check(["get", "kubeconfig", "--name", self.name]))
+        else:
+            self._create(kubeconfig)
+            stack.callback(self.delete)
+        os.chmod(kubeconfig, 0o600)
+        internal = write_private(
+            self.workdir / "kubeconfig-internal",
+            self._check(["get", "kubeconfig", "--internal", "--name", self.name]),
+        )
+        return ClusterInfo(
+            name=self.name,
+            kubeconfig=kubeconfig,
+            internal_kubeconfig=internal,
+            context=self.context,
+            nodes=self.nodes(),
+            network=self.network,
+        )
+
+    def create_args(self, config_file: Path, kubeconfig: Path) -> list[str]:
+        args = ["create", "cluster", "--name", self.name, "--config", str(config_file)]
+        args += ["--kubeconfig", str(kubeconfig), "--wait", "0s"]
+        if self.node_image:
+            args += ["--image", self.node_image]
+        return args
+
+    def _create(self, kubeconfig: Path) -> None:
+        config_file = write_private(self.workdir / "kind-config.yaml", render_config(self.config))
+        kubeconfig.unlink(missing_ok=True)  # kind merges into an existing file
+        args = self.create_args(config_file, kubeconfig)
+        for attempt in (1, 2):
+            started = time.monotonic()
+            log.info("creating kind cluster %s (attempt %d): kind %s", self.name, attempt, " ".join(args))
+            try:
+                result = self._run(args, self.create_timeout)
+            except InfrastructureError:
+                self.delete()  # a killed `kind create` leaves its node containers behind
+                raise
+            if result.returncode == 0:
+                log.info("kind cluster %s created in %.1fs", self.name, time.monotonic() - started)
+                return
+            if attempt == 1 and is_transient(result.stderr):
+                log.warning(
+                    "kind create failed with a known transient error; retrying once:\n%s",
+                    tail(result.stderr, 5),
+                )
+                self.delete()
+                continue
+            raise InfrastructureError(
+                f"kind could not create cluster {self.name} (exit {result.returncode})", tail(result.stderr)
+            )
+
+    def delete(self) -> None:
+        log.info("deleting kind cluster %s", self.name)
+        self._check(["delete", "cluster", "--name", self.name], self.command_timeout)

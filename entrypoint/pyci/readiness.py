@@ -1,0 +1,707 @@
+"""Watch every workload until it is healthy, has failed for good, or ran out of time.
+
+One thread per (kind, namespace) lists, then watches from the list's resourceVersion, and feeds
+one queue; the caller's thread applies each event to a local cache and re-evaluates at once, so a
+workload is reported healthy within milliseconds of the API server saying so. The health rules and
+the classification of what is wrong are pure functions over the objects as the API returns them
+(camelCase JSON dicts), unit-tested with plain dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from pyci.results import Cancelled, InfrastructureError, ResourceResult
+
+Log = Callable[[str], None]
+Obj = dict[str, Any]
+
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "Pod")
+WATCH_SECONDS = 5  # server-side watch timeout: how soon a watch thread notices `stop`
+REQUEST_TIMEOUT = 30.0  # client-side timeout of list and log calls
+TICK = 0.25  # how often deadlines and grace periods are checked when no event arrives
+UNSCHEDULABLE_GRACE = 10.0
+CONFIG_ERROR_GRACE = 10.0
+PROGRESS_EVERY = 5.0
+LOG_TAIL = 20
+
+# waiting reasons a container does not recover from by itself
+_CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "InvalidImageName"})
+_PULL_ERRORS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a workload is not healthy. `fatal`: it will not get better by waiting."""
+
+    reason: str
+    message: str
+    fatal: bool = False
+    pod: str | None = None  # namespace-local pod name the reason was seen on
+    container: str | None = None
+    previous_logs: bool = False  # the previous container's log explains it (crash)
+    since: float | None = None  # POSIX time the condition started, when the API says
+
+
+Key = tuple[str, str, str]  # (Kind, namespace, name)
+
+
+def result_name(key: Key) -> str:
+    kind, namespace, name = key
+    return f"{kind.lower()}/{namespace}/{name}"
+
+
+def allowance(key: Key, timeout: float, per_resource: Mapping[str, float]) -> float:
+    """Seconds this workload may take: `kind/namespace/name`, then `kind/name`, else `timeout`."""
+    kind, namespace, name = key
+    for candidate in (f"{kind.lower()}/{namespace}/{name}", f"{kind.lower()}/{name}"):
+        for k, v in per_resource.items():
+            if k.lower() == candidate.lower():
+                return float(v)
+    return timeout
+
+
+def parse_time(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c.get("type", ""): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+# ------------------------------------------------------------------------------------- health rules
+
+
+def workload_health(kind: str, obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """(healthy, what is missing) for one workload object."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    meta = obj.get("metadata") or {}
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
+            return False, "status not observed yet"
+    if kind == "Deployment":
+        desired = _int(spec.get("replicas", 1))
+        updated, available = _int(status.get("updatedReplicas")), _int(status.get("availableReplicas"))
+        total = _int(status.get("replicas"))
+        ok = updated == desired and available == desired and total == desired
+        return ok, f"{available}/{desired} available, {updated}/{desired} updated"
+    if kind == "StatefulSet":
+        desired = _int(spec.get("replicas", 1))
+        ready = _int(status.get("readyReplicas"))
+        rev_ok = status.get("currentRevision") == status.get("updateRevision") or (
+            # an OnDelete StatefulSet never moves currentRevision by itself
+            (spec.get("updateStrategy") or {}).get("type") == "OnDelete"
+        )
+        ok = ready == desired and rev_ok
+        return ok, f"{ready}/{desired} ready" + ("" if rev_ok else ", rollout in progress")
+    if kind == "DaemonSet":
+        desired = _int(status.get("desiredNumberScheduled"))
+        ready = _int(status.get("numberReady"))
+        return ready == desired, f"{ready}/{desired} ready"
+    if kind == "ReplicaSet":
+        desired = _int(spec.get("replicas", 1))
+        ready = _int(status.get("readyReplicas"))
+        return ready == desired, f"{ready}/{desired} ready"
+    if kind == "Job":
+        completions = spec.get("completions")
+        wanted = _int(completions) if completions is not None else 1
+        succeeded = _int(status.get("succeeded"))
+        if _conditions(obj).get("Complete", {}).get("status") == "True":
+            return True, "complete"
+        return succeeded >= wanted, f"{succeeded}/{wanted} succeeded"
+    if kind == "Pod":
+        phase = status.get("phase")
+        if phase == "Succeeded":
+            return True, "succeeded"
+        ready = _conditions(obj).get("Ready", {}).get("status") == "True"
+        return ready and phase == "Running", "ready" if ready else f"{phase or 'Pending'}, not ready"
+    return True, ""
+
+
+# ----------------------------------------------------------------------------------- classification
+
+
+def _container_statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def _image_of(pod: Mapping[str, Any], container: str) -> str:
+    spec = pod.get("spec") or {}
+    for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+        if c.get("name") == container:
+            return str(c.get("image", ""))
+    return ""
+
+
+def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
+    """What is wrong with one pod, most telling first; None if nothing is (yet)."""
+    name = str((pod.get("metadata") or {}).get("name", ""))
+    status = pod.get("status") or {}
+    conditions = _conditions(pod)
+
+    if status.get("phase") == "Failed":
+        cs = next((c for c in _container_statuses(pod) if (c.get("state") or {}).get("terminated")), {})
+        term = (cs.get("state") or {}).get("terminated") or {}
+        reason = "OOMKilled" if term.get("reason") == "OOMKilled" else "PodFailed"
+        msg = status.get("message") or term.get("message") or f"exit code {term.get('exitCode')}"
+        # not fatal by itself: a Job may retry; a bare Pod's failure is made fatal by workload_problem
+        return Problem(reason, f"pod {name} failed: {msg}", False, name, cs.get("name"))
+
+    for cs in _container_statuses(pod):
+        container = str(cs.get("name", ""))
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        waiting = state.get("waiting") or {}
+        restarts = _int(cs.get("restartCount"))
+        last_term = last.get("terminated") or {}
+        w_reason = str(waiting.get("reason") or "")
+        if w_reason in _PULL_ERRORS:
+            image = _image_of(pod, container) or str(cs.get("image", ""))
+            msg = f"{w_reason} for image {image}"
+            if waiting.get("message"):
+                msg += f": {waiting['message']}"
+            reason = "ImagePullBackOff" if w_reason != "InvalidImageName" else w_reason
+            fatal = w_reason in ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+            return Problem(reason, msg, fatal, name, container)
+        if (
+            last_term.get("reason") == "OOMKilled"
+            or (state.get("terminated") or {}).get("reason") == "OOMKilled"
+        ):
+            msg = f"container {container} of pod {name} was OOMKilled ({restarts} restarts)"
+            fatal = restarts > max_restarts
+            return Problem("OOMKilled", msg, fatal, name, container, previous_logs=True)
+        if w_reason == "CrashLoopBackOff" or (restarts > 0 and last_term):
+            code = last_term.get("exitCode")
+            msg = f"container {container} of pod {name} keeps crashing ({restarts} restarts"
+            msg += f", last exit code {code})" if code is not None else ")"
+            return Problem(
+                "CrashLoopBackOff", msg, restarts > max_restarts, name, container, previous_logs=True
+            )
+        if w_reason in _CONFIG_ERRORS:
+            msg = f"{w_reason}: {waiting.get('message') or ''}".rstrip(": ")
+            return Problem(w_reason, msg, False, name, container)
+
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        msg = f"pod {name} cannot be scheduled: {scheduled.get('message') or 'no node fits'}"
+        since = parse_time(scheduled.get("lastTransitionTime"))
+        return Problem("Unschedulable", msg, False, name, since=since)
+
+    if status.get("phase") == "Running" and conditions.get("Ready", {}).get("status") != "True":
+        not_ready = [
+            str(cs.get("name"))
+            for cs in status.get("containerStatuses") or []
+            if (cs.get("state") or {}).get("running") and not cs.get("ready")
+        ]
+        if not_ready:
+            msg = f"container {', '.join(not_ready)} of pod {name} is running but not ready"
+            return Problem("ReadinessProbeFailing", msg, False, name, not_ready[0])
+    return None
+
+
+def workload_problem(
+    kind: str, obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], max_restarts: int
+) -> Problem | None:
+    """Why a workload is unhealthy: its own conditions, then the worst of its pods."""
+    conditions = _conditions(obj)
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    if kind == "Job":
+        failed = conditions.get("Failed") or {}
+        if failed.get("status") == "True":
+            msg = f"job {name} failed: {failed.get('message') or failed.get('reason') or 'failed'}"
+            worst = _worst(pods, max_restarts)
+            pod = worst.pod if worst else _newest_pod_name(pods)
+            return Problem(
+                "JobFailed", msg, True, pod, worst.container if worst else None, previous_logs=False
+            )
+    if kind == "Pod":
+        problem = pod_problem(obj, max_restarts)
+        if problem and problem.reason in ("PodFailed", "OOMKilled") and not problem.fatal:
+            phase_failed = (obj.get("status") or {}).get("phase") == "Failed"
+            return dataclasses.replace(problem, fatal=phase_failed)
+        return problem
+    worst = _worst(pods, max_restarts)
+    progressing = conditions.get("Progressing") or {}
+    if kind == "Deployment" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        msg = str(progressing.get("message") or "progress deadline exceeded")
+        if worst:
+            return dataclasses.replace(worst, message=f"{worst.message}; {msg}", fatal=True)
+        return Problem("ProgressDeadlineExceeded", msg, True)
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        for cond in conditions.values():
+            if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+                return Problem("ReplicaFailure", str(cond.get("message") or cond.get("reason")), False)
+    return worst
+
+
+_PRIORITY = {
+    "ImagePullBackOff": 0,
+    "InvalidImageName": 0,
+    "OOMKilled": 1,
+    "CrashLoopBackOff": 2,
+    "PodFailed": 3,
+    "CreateContainerConfigError": 4,
+    "CreateContainerError": 4,
+    "Unschedulable": 5,
+    "ReadinessProbeFailing": 6,
+}
+
+
+def _worst(pods: Iterable[Mapping[str, Any]], max_restarts: int) -> Problem | None:
+    problems = [p for p in (pod_problem(pod, max_restarts) for pod in pods) if p is not None]
+    if not problems:
+        return None
+    return min(problems, key=lambda p: (not p.fatal, _PRIORITY.get(p.reason, 9)))
+
+
+def _newest_pod_name(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    if not pods:
+        return None
+    newest = max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", "")))
+    return str((newest.get("metadata") or {}).get("name"))
+
+
+def controller_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the controlling owner reference, if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("kind")), str(ref.get("name"))
+    return None
+
+
+# ---------------------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class Cache:
+    """The objects seen so far, by (Kind, namespace, name)."""
+
+    objects: dict[Key, Obj] = field(default_factory=dict)
+
+    def apply(self, kind: str, event_type: str, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if event_type == "DELETED":
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+
+    def replace(self, kind: str, namespace: str | None, items: Iterable[Obj]) -> None:
+        """A fresh list of `kind` (in `namespace`, or everywhere) replaces what was cached."""
+        for key in [k for k in self.objects if k[0] == kind and (namespace is None or k[1] == namespace)]:
+            del self.objects[key]
+        for obj in items:
+            self.apply(kind, "ADDED", obj)
+
+    def owner_workload(self, pod: Obj) -> Key | None:
+        """The workload a pod belongs to: Deployment via its ReplicaSet, else its direct controller."""
+        ns = str((pod.get("metadata") or {}).get("namespace", ""))
+        owner = controller_of(pod)
+        if owner is None:
+            return None
+        kind, name = owner
+        if kind == "ReplicaSet":
+            rs = self.objects.get(("ReplicaSet", ns, name))
+            rs_owner = controller_of(rs) if rs else None
+            if rs_owner and rs_owner[0] == "Deployment":
+                return ("Deployment", ns, rs_owner[1])
+            if rs is None:  # not seen yet: the pod-template-hash names it
+                hash_ = str(((pod.get("metadata") or {}).get("labels") or {}).get("pod-template-hash", ""))
+                if hash_ and name.endswith("-" + hash_):
+                    return ("Deployment", ns, name[: -len(hash_) - 1])
+        return (kind, ns, name)
+
+    def workloads(self) -> dict[Key, Obj]:
+        """Top-level workloads: no controller we know how to watch (bare Pods and ReplicaSets count)."""
+        out = {}
+        for key, obj in self.objects.items():
+            owner = controller_of(obj)
+            if owner and owner[0] in WORKLOAD_KINDS:
+                if (owner[0], key[1], owner[1]) in self.objects or key[0] in ("Pod", "ReplicaSet"):
+                    continue
+            out[key] = obj
+        return out
+
+    def pods_by_workload(self) -> dict[Key, list[Obj]]:
+        out: dict[Key, list[Obj]] = {}
+        for key, obj in self.objects.items():
+            if key[0] != "Pod":
+                continue
+            owner = self.owner_workload(obj)
+            if owner:
+                out.setdefault(owner, []).append(obj)
+        return out
+
+
+# --------------------------------------------------------------------------------------- watchers
+
+
+def _list_functions(api_client: client.ApiClient, namespaced: bool) -> dict[str, Callable[..., Any]]:
+    apps, batch, core = (
+        client.AppsV1Api(api_client),
+        client.BatchV1Api(api_client),
+        client.CoreV1Api(api_client),
+    )
+    if namespaced:
+        return {
+            "Deployment": apps.list_namespaced_deployment,
+            "StatefulSet": apps.list_namespaced_stateful_set,
+            "DaemonSet": apps.list_namespaced_daemon_set,
+            "ReplicaSet": apps.list_namespaced_replica_set,
+            "Job": batch.list_namespaced_job,
+            "Pod": core.list_namespaced_pod,
+        }
+    return {
+        "Deployment": apps.list_deployment_for_all_namespaces,
+        "StatefulSet": apps.list_stateful_set_for_all_namespaces,
+        "DaemonSet": apps.list_daemon_set_for_all_namespaces,
+        "ReplicaSet": apps.list_replica_set_for_all_namespaces,
+        "Job": batch.list_job_for_all_namespaces,
+        "Pod": core.list_pod_for_all_namespaces,
+    }
+
+
+@dataclass
+class _Msg:
+    kind: str
+    namespace: str | None
+    type: str  # LIST, ADDED, MODIFIED, DELETED, FAILED
+    items: list[Obj] = field(default_factory=list)
+    error: str = ""
+
+
+def _watch_loop(
+    kind: str,
+    list_fn: Callable[..., Any],
+    namespace: str | None,
+    out: queue.Queue[_Msg],
+    stop: threading.Event,
+) -> None:
+    """List, then watch from the list's resourceVersion; re-list on 410 Gone; until `stop`."""
+    ns_args = {"namespace": namespace} if namespace is not None else {}
+    failures = 0
+    while not stop.is_set():
+        try:
+            resp = list_fn(**ns_args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+            data = json.loads(resp.data)
+            version = str((data.get("metadata") or {}).get("resourceVersion", ""))
+            out.put(_Msg(kind, namespace, "LIST", list(data.get("items") or [])))
+            failures = 0
+            while not stop.is_set():
+                w = watch.Watch()
+                for event in w.stream(
+                    list_fn,
+                    **ns_args,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=WATCH_SECONDS,
+                    _request_timeout=(10, WATCH_SECONDS + 10),
+                ):
+                    raw = event.get("raw_object") or {}
+                    version = str((raw.get("metadata") or {}).get("resourceVersion", version))
+                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                        out.put(_Msg(kind, namespace, str(event["type"]), [raw]))
+                    if stop.is_set():
+                        w.stop()
+                        break
+        except ApiException as exc:
+            if exc.status == 410:  # resourceVersion too old: list again
+                continue
+            failures += 1
+            out.put(_Msg(kind, namespace, "FAILED", error=f"{exc.status} {exc.reason}"))
+        except Exception as exc:  # connection reset, timeouts: retry with a short back-off
+            failures += 1
+            if failures >= 3:
+                out.put(_Msg(kind, namespace, "FAILED", error=str(exc)))
+        stop.wait(min(5.0, 0.5 * failures))
+
+
+# ----------------------------------------------------------------------------------------- results
+
+
+def _pod_logs(core: client.CoreV1Api, namespace: str, pod: str, container: str | None, previous: bool) -> str:
+    """The last log lines of a container; "" when the API has none (or no kubelet serves them)."""
+    kwargs: dict[str, Any] = {"tail_lines": LOG_TAIL, "previous": previous, "_request_timeout": 10}
+    if container:
+        kwargs["container"] = container
+    try:
+        return str(core.read_namespaced_pod_log(pod, namespace, **kwargs) or "").rstrip()
+    except Exception:  # no kubelet, no previous container, pod gone: logs are a bonus
+        return ""
+
+
+def _event_messages(core: client.CoreV1Api, namespace: str, pod: str) -> list[str]:
+    try:
+        events = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={pod}", _request_timeout=10
+        )
+    except Exception:
+        return []
+    out = []
+    for ev in sorted(events.items or [], key=lambda e: str(e.last_timestamp or e.event_time or "")):
+        if ev.type == "Warning" and ev.message and ev.message not in out:
+            out.append(str(ev.message))
+    return out[-5:]
+
+
+def _enrich(core: client.CoreV1Api, namespace: str, problem: Problem) -> tuple[str, str]:
+    """(message, logs) with the crash's previous log lines and the pod's warning events."""
+    message, logs = problem.message, ""
+    if problem.pod and problem.previous_logs:
+        logs = _pod_logs(core, namespace, problem.pod, problem.container, previous=True)
+    elif problem.pod and problem.reason in ("JobFailed", "PodFailed"):
+        logs = _pod_logs(core, namespace, problem.pod, problem.container, previous=False)
+    if problem.pod and problem.reason in (
+        "ImagePullBackOff",
+        "ReadinessProbeFailing",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "Unschedulable",
+    ):
+        events = [e for e in _event_messages(core, namespace, problem.pod) if e not in message]
+        if events:
+            message += " | events: " + "; ".join(events)
+    return message, logs
+
+
+def describe_pending(pending: Mapping[Key, tuple[str, Problem | None]], limit: int = 8) -> str:
+    """`deployment/default/web (CrashLoopBackOff: ...), job/default/migrate (0/1 succeeded)`."""
+    parts = []
+    for key, (detail, problem) in sorted(pending.items()):
+        why = f"{problem.reason}: {problem.message}" if problem else detail
+        parts.append(f"{result_name(key)} ({why})")
+    more = len(parts) - limit
+    return ", ".join(parts[:limit]) + (f", and {more} more" if more > 0 else "")
+
+
+# ------------------------------------------------------------------------------------------- waiter
+
+
+class _Waiter:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespaces: Sequence[str],
+        timeout: float,
+        per_resource: Mapping[str, float],
+        max_restarts: int,
+        log: Log,
+        unschedulable_grace: float,
+        progress_every: float,
+    ) -> None:
+        self.api_client = api_client
+        self.namespaces = tuple(namespaces)
+        self.timeout, self.per_resource, self.max_restarts = timeout, per_resource, max_restarts
+        self.log, self.grace, self.progress_every = log, unschedulable_grace, progress_every
+        self.cache = Cache()
+        self.queue: queue.Queue[_Msg] = queue.Queue()
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.start = time.monotonic()
+        self.expected_lists = 0
+        self.ready_at: dict[Key, float] = {}
+        self.first_seen_problem: dict[tuple[Key, str], float] = {}
+        self.fatal: dict[Key, Problem] = {}
+
+    def _wanted(self, namespace: str) -> bool:
+        if self.namespaces:
+            return namespace in self.namespaces
+        return namespace not in SYSTEM_NAMESPACES
+
+    def start_watches(self) -> None:
+        targets: list[str | None] = list(self.namespaces) if self.namespaces else [None]
+        expected = 0
+        for namespace in targets:
+            for kind, fn in _list_functions(self.api_client, namespace is not None).items():
+                t = threading.Thread(
+                    target=_watch_loop,
+                    args=(kind, fn, namespace, self.queue, self.stop),
+                    name=f"watch-{kind}-{namespace or 'all'}",
+                    daemon=True,
+                )
+                t.start()
+                self.threads.append(t)
+                expected += 1
+        self.expected_lists = expected
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=0.1)
+
+    def _handle(self, msg: _Msg, listed: set[tuple[str, str | None]]) -> None:
+        if msg.type == "FAILED":
+            self.log(f"readiness: watching {msg.kind} failed ({msg.error}), retrying")
+            return
+        items = [o for o in msg.items if self._wanted(str((o.get("metadata") or {}).get("namespace", "")))]
+        if msg.type == "LIST":
+            listed.add((msg.kind, msg.namespace))
+            self.cache.replace(msg.kind, msg.namespace, items)
+        else:
+            for obj in items:
+                self.cache.apply(msg.kind, msg.type, obj)
+
+    def evaluate(self, now: float) -> tuple[dict[Key, tuple[str, Problem | None]], bool]:
+        """(still pending -> (detail, problem), finished?) after marking the healthy and the fatal."""
+        pods = self.cache.pods_by_workload()
+        pending: dict[Key, tuple[str, Problem | None]] = {}
+        finished = True
+        workloads = self.cache.workloads()
+        for key in [k for k in self.ready_at if k not in workloads]:
+            del self.ready_at[key]
+        for key, obj in workloads.items():
+            healthy, detail = workload_health(key[0], obj)
+            if healthy:
+                self.ready_at.setdefault(key, now - self.start)
+                self.fatal.pop(key, None)
+                continue
+            self.ready_at.pop(key, None)
+            problem = workload_problem(key[0], obj, pods.get(key, []), self.max_restarts)
+            if problem and not problem.fatal:
+                problem = self._maybe_fatal(key, problem, now)
+            if problem and problem.fatal:
+                self.fatal[key] = problem
+            else:
+                self.fatal.pop(key, None)
+            pending[key] = (detail, problem)
+            if key not in self.fatal and now - self.start < allowance(key, self.timeout, self.per_resource):
+                finished = False
+        # fail fast: one workload that failed for good decides the run
+        return pending, finished or bool(self.fatal)
+
+    def _maybe_fatal(self, key: Key, problem: Problem, now: float) -> Problem:
+        grace = {"Unschedulable": self.grace}.get(problem.reason)
+        if problem.reason in _CONFIG_ERRORS:
+            grace = CONFIG_ERROR_GRACE
+        if grace is None:
+            return problem
+        first = self.first_seen_problem.setdefault((key, problem.reason), now)
+        age = now - first
+        if problem.since is not None:  # it may have been stuck before we started watching
+            age = max(age, time.time() - problem.since)
+        if age >= grace:
+            return dataclasses.replace(problem, message=f"{problem.message} (for {age:.0f}s)", fatal=True)
+        return problem
+
+    def results(self, pending: Mapping[Key, tuple[str, Problem | None]], now: float) -> list[ResourceResult]:
+        core = client.CoreV1Api(self.api_client)
+        out = []
+        for key in sorted(set(self.ready_at) | set(pending)):
+            if key in self.ready_at:
+                ready = round(self.ready_at[key], 3)
+                out.append(ResourceResult(result_name(key), "kubernetes", True, ready_seconds=ready))
+                continue
+            detail, problem = pending[key]
+            out.append(self._failed_result(core, key, detail, problem, now))
+        return out
+
+    def _failed_result(
+        self, core: client.CoreV1Api, key: Key, detail: str, problem: Problem | None, now: float
+    ) -> ResourceResult:
+        limit = allowance(key, self.timeout, self.per_resource)
+        message, logs = _enrich(core, key[1], problem) if problem else ("", "")
+        why = f"{problem.reason}: {message}" if problem else "no cause found"
+        if problem is not None and problem.fatal:
+            reason, text = problem.reason, message
+        elif now - self.start >= limit:
+            reason, text = "Timeout", f"not healthy after {limit:.0f}s ({detail}); {why}"
+        else:
+            reason = problem.reason if problem else "NotReady"
+            text = f"not healthy yet when another workload failed ({detail}); {why}"
+        return ResourceResult(result_name(key), "kubernetes", False, reason=reason, message=text, logs=logs)
+
+
+def wait_healthy(
+    api_client: client.ApiClient,
+    namespaces: Sequence[str],
+    timeout: float,
+    per_resource_timeouts: Mapping[str, float],
+    max_restarts: int,
+    log: Log,
+    cancel: threading.Event | None = None,
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE,
+    progress_every: float = PROGRESS_EVERY,
+) -> list[ResourceResult]:
+    """Watch Deployments, StatefulSets, DaemonSets, Jobs and Pods until all are healthy.
+
+    Returns one ResourceResult per workload (`deployment/default/web`). Stops early when a workload
+    failed for good (crash loop beyond `max_restarts`, image pull back-off, failed Job, unschedulable
+    for `unschedulable_grace` seconds, progress deadline exceeded). A workload still unhealthy when
+    its allowance (`timeout`, or its entry in `per_resource_timeouts`) runs out fails with its best
+    classification, or reason `Timeout`.
+    """
+    waiter = _Waiter(
+        api_client,
+        namespaces,
+        timeout,
+        per_resource_timeouts,
+        max_restarts,
+        log,
+        unschedulable_grace,
+        progress_every,
+    )
+    scope = ", ".join(namespaces) if namespaces else "all namespaces but the system ones"
+    log(f"readiness: watching workloads in {scope} (timeout {timeout:.0f}s)")
+    listed: set[tuple[str, str | None]] = set()
+    waiter.start_watches()
+    last_progress = time.monotonic()
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled while waiting for workloads")
+            with contextlib.suppress(queue.Empty):
+                msg = waiter.queue.get(timeout=TICK)
+                waiter._handle(msg, listed)
+                while True:  # drain what arrived together before evaluating
+                    waiter._handle(waiter.queue.get_nowait(), listed)
+            now = time.monotonic()
+            if len(listed) < waiter.expected_lists:
+                if now - waiter.start > timeout:
+                    raise_listing_timeout(listed, waiter.expected_lists)
+                continue
+            pending, finished = waiter.evaluate(now)
+            if finished:
+                results = waiter.results(pending, now)
+                bad = [r for r in results if not r.ok]
+                log(
+                    f"readiness: {len(results) - len(bad)}/{len(results)} workloads healthy"
+                    f" after {now - waiter.start:.1f}s"
+                    + (f"; failed: {', '.join(r.name for r in bad)}" if bad else "")
+                )
+                return results
+            if now - last_progress >= progress_every:
+                last_progress = now
+                log(f"readiness: still not healthy: {describe_pending(pending)}")
+    finally:
+        waiter.close()
+
+
+def raise_listing_timeout(listed: set[tuple[str, str | None]], expected: int) -> None:
+    raise InfrastructureError(
+        f"readiness: could not list workloads from the API server ({len(listed)}/{expected} lists done)"
+    )

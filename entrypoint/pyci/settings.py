@@ -1,0 +1,391 @@
+"""One validated, frozen Settings from GitHub (INPUT_*), CircleCI (PYCI_*) and CLI flags.
+
+CONTRACT (other modules rely on these field names and types; loading is implemented below).
+
+Precedence: CLI flags > environment (INPUT_* then PYCI_*) > platform defaults > INPUTS defaults.
+An empty value means "not set" (GitHub passes every declared input, empty when unused).
+Validation is two steps: the JSON schema checks each input as written (schema/settings.schema.json);
+then the conversion to typed values checks what a schema cannot (files exist, pairs of inputs, ranges).
+Every problem is collected, so one InputError names every bad input at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import secrets as _secrets
+import shlex
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from pyci.results import InputError
+
+# Labels on everything a run creates, so `pyci cleanup` and the tests can find it.
+LABEL_MANAGED = "io.pyci.managed"
+LABEL_RUN = "io.pyci.run"
+LABEL_CLUSTER = "io.pyci.cluster"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tiltfile: Path = Path("Tiltfile")  # resolved against working_directory
+    working_directory: Path = Path(".")
+    tilt_args: tuple[str, ...] = ()
+    timeout: float = 1800.0  # seconds, `tilt ci --timeout`
+    cluster: str = "kind"  # kind | existing
+    cluster_name: str = "pyci"
+    kind_config: Path | None = None
+    node_image: str | None = None
+    kubeconfig: Path | None = None  # cluster: existing (default: $KUBECONFIG or ~/.kube/config)
+    registry: str = "local"  # local | none | host[:port]/path
+    registry_username: str | None = None
+    registry_password: str | None = field(default=None, repr=False)  # a secret
+    registry_port: int = 5001  # 0 picks a free port
+    registry_image: str = "registry:2"
+    topology: str = "auto"  # auto | host | sibling | remote
+    wait: bool = True
+    wait_timeout: float = 300.0
+    readiness_timeouts: Mapping[str, float] = field(default_factory=dict)  # "job/migrate" -> 600.0
+    max_restarts: int = 3  # fail fast when a container restarted more often
+    namespaces: tuple[str, ...] = ()  # empty: every namespace but the system ones
+    progress_interval: float = 15.0
+    junit: Path = Path("pyci-junit.xml")
+    artifacts_dir: Path = Path("pyci-artifacts")
+    summary: bool = True
+    keep_cluster: bool = False
+    debug: bool = False
+    run_id: str = "local"  # unique per run: labels, per-run remote repository prefix
+
+    @property
+    def tiltfile_path(self) -> Path:
+        return self.tiltfile if self.tiltfile.is_absolute() else self.working_directory / self.tiltfile
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.registry_password,) if s)
+
+    @property
+    def remote_registry(self) -> bool:
+        return self.registry not in ("local", "none")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One user-facing input. `default` is written as a user would write it ("" = none)."""
+
+    name: str  # kebab-case, as in action.yml
+    default: str
+    description: str
+    secret: bool = False
+
+    @property
+    def field(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Environment variables that set this input, first wins."""
+        upper = self.name.upper()
+        return (f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}", f"PYCI_{upper.replace('-', '_')}")
+
+
+# The canonical list of inputs: action.yml, the orb and the README are generated or checked from it.
+INPUTS: tuple[InputSpec, ...] = (
+    InputSpec("tiltfile", "Tiltfile", "Path to the Tiltfile, relative to working-directory."),
+    InputSpec("working-directory", ".", "Directory tilt runs in."),
+    InputSpec("tilt-args", "", "Arguments after `--` for the Tiltfile's config, shell-quoted."),
+    InputSpec("timeout", "30m", "Timeout of `tilt ci` (90s, 5m, 1h30m or seconds)."),
+    InputSpec("cluster", "kind", "`kind` creates a cluster; `existing` uses kubeconfig or KUBECONFIG."),
+    InputSpec("cluster-name", "pyci", "Name of the kind cluster; make it unique when runs share a daemon."),
+    InputSpec("kind-config", "", "A kind config file merged under pyci's own."),
+    InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default."),
+    InputSpec("kubeconfig", "", "Kubeconfig of an existing cluster; empty: KUBECONFIG or ~/.kube/config."),
+    InputSpec("registry", "local", "`local` (a registry container), `none`, or a remote host[:port]/path."),
+    InputSpec("registry-username", "", "User name for a remote registry."),
+    InputSpec("registry-password", "", "Password or token for a remote registry.", secret=True),
+    InputSpec("registry-port", "5001", "Host port of the local registry; 0 picks a free one."),
+    InputSpec("registry-image", "registry:2", "Image of the local registry."),
+    InputSpec("topology", "auto", "Where the Docker daemon is: auto, host, sibling or remote."),
+    InputSpec("wait", "true", "Watch every workload until healthy after `tilt ci`."),
+    InputSpec("wait-timeout", "5m", "How long the readiness watch waits."),
+    InputSpec("readiness-timeouts", "", "Per-workload timeouts, e.g. job/migrate=10m,deployment/api=2m."),
+    InputSpec("max-restarts", "3", "Fail when a container restarted more often than this."),
+    InputSpec("namespaces", "", "Namespaces the readiness watch checks; empty: all but system ones."),
+    InputSpec("progress-interval", "15s", "How often to report what the run is waiting on."),
+    InputSpec("junit", "pyci-junit.xml", "Path of the JUnit XML report."),
+    InputSpec("artifacts-dir", "pyci-artifacts", "Directory for the diagnostics bundle."),
+    InputSpec("summary", "true", "Write the step summary."),
+    InputSpec("keep-cluster", "false", "Keep the cluster and registry after the run (debugging)."),
+    InputSpec("debug", "false", "Verbose logs (also on when the runner's debug logging is on)."),
+)
+INPUTS_BY_NAME: dict[str, InputSpec] = {spec.name: spec for spec in INPUTS}
+
+LIST_INPUTS = frozenset({"namespaces", "readiness-timeouts"})
+MAX_DURATION = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a CI timeout
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_DURATION = re.compile(r"(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?")
+_RUN_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def load_settings(
+    argv_overrides: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from CLI flags (kebab or snake keys), the environment and platform defaults.
+
+    Raises InputError whose message has one line per bad input.
+    """
+    raw = collect(argv_overrides, environ, defaults or {})
+    if "debug" not in _explicit(argv_overrides, environ) and environ.get("RUNNER_DEBUG") == "1":
+        raw["debug"] = "true"  # GitHub's "re-run with debug logging" should make pyci verbose too
+    document = prepare(raw)
+    problems = schema_problems(document)
+    values = convert(document, problems)
+    check_relations(values, problems)
+    if problems:
+        raise InputError(format_problems(problems))
+    return Settings(**values, run_id=run_id(environ))
+
+
+def collect(
+    argv_overrides: Mapping[str, str | None], environ: Mapping[str, str], defaults: Mapping[str, str]
+) -> dict[str, str]:
+    """One raw string per input, by precedence; empty strings count as unset."""
+    cli = _normalise_keys(argv_overrides)
+    raw: dict[str, str] = {}
+    for spec in INPUTS:
+        candidates = [cli.get(spec.name), *(environ.get(n) for n in spec.env_names)]
+        candidates += [defaults.get(spec.name), spec.default]
+        raw[spec.name] = next((c for c in candidates if c), "")
+    return raw
+
+
+def raw_secrets(argv_overrides: Mapping[str, str | None], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Every secret value given anywhere, so a platform can mask them before validation prints."""
+    cli = _normalise_keys(argv_overrides)
+    found: list[str] = []
+    for spec in INPUTS:
+        if spec.secret:
+            values = [cli.get(spec.name), *(environ.get(n) for n in spec.env_names)]
+            found += [v for v in values if v]
+    return tuple(found)
+
+
+def _normalise_keys(argv_overrides: Mapping[str, str | None]) -> dict[str, str | None]:
+    cli = {key.replace("_", "-"): value for key, value in argv_overrides.items()}
+    unknown = set(cli) - set(INPUTS_BY_NAME)
+    if unknown:  # a programming error in the caller, not a user mistake
+        raise ValueError(f"unknown inputs: {', '.join(sorted(unknown))}")
+    return cli
+
+
+def _explicit(argv_overrides: Mapping[str, str | None], environ: Mapping[str, str]) -> set[str]:
+    cli = _normalise_keys(argv_overrides)
+    return {s.name for s in INPUTS if cli.get(s.name) or any(environ.get(n) for n in s.env_names)}
+
+
+def prepare(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The document the schema validates: stripped strings, list inputs split, unset inputs dropped."""
+    document: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in LIST_INPUTS:
+            document[name] = split_list(value, spaces=name == "namespaces")
+        elif INPUTS_BY_NAME[name].secret:
+            if value:  # a secret is taken verbatim: spaces may be part of it
+                document[name] = value
+        elif value.strip():
+            document[name] = value.strip()
+    return document
+
+
+def split_list(value: str, spaces: bool) -> list[str]:
+    separators = r"[,\s]+" if spaces else r"[,\n\r]+"
+    return [item.strip() for item in re.split(separators, value) if item.strip()]
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    text = resources.files("pyci").joinpath("schema/settings.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def allowed(name: str) -> str:
+    return str(schema()["properties"][name]["x-allowed"])
+
+
+def schema_problems(document: Mapping[str, Any]) -> dict[str, list[str]]:
+    validator = jsonschema.Draft202012Validator(schema())
+    problems: dict[str, list[str]] = {}
+    for error in validator.iter_errors(document):
+        path = list(error.absolute_path)
+        name = str(path[0]) if path else "?"
+        _add(problems, name, describe(error, name, is_entry=len(path) > 1))
+    return problems
+
+
+def describe(error: jsonschema.ValidationError, name: str, is_entry: bool) -> str:
+    """What is wrong, without echoing secrets or jsonschema's wording."""
+    spec = INPUTS_BY_NAME.get(name)
+    shown = "the value" if spec is None or spec.secret else show(error.instance)
+    if is_entry:
+        shown = f"entry {shown}"
+    if error.validator == "maxLength":
+        return f"{shown} is longer than {error.validator_value} characters"
+    if error.validator == "minLength":
+        return f"{shown} is empty"
+    if error.validator == "enum":
+        return f"{shown} is not one of the choices"
+    return f"{shown} is not valid"
+
+
+def show(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _add(problems: dict[str, list[str]], name: str, problem: str) -> None:
+    if problem not in problems.setdefault(name, []):
+        problems[name].append(problem)
+
+
+# Conversions from a schema-valid string to the typed Settings value. A ValueError is a user mistake.
+def parse_bool(value: str) -> bool:
+    return value.lower() in _TRUE
+
+
+def parse_duration(value: str) -> float:
+    """`90s`, `5m`, `1h`, `1h30m`, `1.5` (plain seconds) to seconds, more than 0 and at most a week."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        match = _DURATION.fullmatch(value)
+        if not value or not match:
+            raise ValueError(f"{show(value)} is not a duration") from None
+        hours, minutes, secs = (float(match.group(g) or 0) for g in "hms")
+        seconds = hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_DURATION:
+        raise ValueError(f"{show(value)} is not more than 0 and at most 7 days")
+    return seconds
+
+
+def parse_readiness_timeouts(entries: list[str]) -> Mapping[str, float]:
+    timeouts: dict[str, float] = {}
+    for entry in entries:
+        key, _, duration = entry.partition("=")
+        try:
+            timeouts[key] = parse_duration(duration)
+        except ValueError as err:
+            raise ValueError(f"entry {show(entry)}: {err}") from None
+    return types.MappingProxyType(timeouts)  # read-only, like the rest of the frozen Settings
+
+
+def parse_tilt_args(value: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as err:  # shlex: "No closing quotation", "No escaped character"
+        raise ValueError(f"{show(value)} cannot be split: {str(err).lower()}") from None
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "tiltfile": Path,
+    "working-directory": Path,
+    "tilt-args": parse_tilt_args,
+    "timeout": parse_duration,
+    "kind-config": Path,
+    "kubeconfig": Path,
+    "registry-port": int,
+    "wait": parse_bool,
+    "wait-timeout": parse_duration,
+    "readiness-timeouts": parse_readiness_timeouts,
+    "max-restarts": int,
+    "namespaces": lambda items: tuple(dict.fromkeys(items)),
+    "progress-interval": parse_duration,
+    "junit": Path,
+    "artifacts-dir": Path,
+    "summary": parse_bool,
+    "keep-cluster": parse_bool,
+    "debug": parse_bool,
+}
+
+
+def convert(document: Mapping[str, Any], problems: dict[str, list[str]]) -> dict[str, Any]:
+    """Typed Settings fields for inputs the schema accepted; set inputs that failed are skipped."""
+    values: dict[str, Any] = {}
+    for spec in INPUTS:
+        if spec.name not in document or spec.name in problems:
+            continue
+        converter = _CONVERTERS.get(spec.name, str)
+        try:
+            values[spec.field] = converter(document[spec.name])
+        except ValueError as err:
+            _add(problems, spec.name, str(err))
+    return values
+
+
+def check_relations(values: Mapping[str, Any], problems: dict[str, list[str]]) -> None:
+    """What depends on the file system or on another input."""
+    workdir = values.get("working_directory", Path("."))
+    workdir_ok = "working-directory" not in problems and _is(Path.is_dir, workdir)
+    if "working-directory" not in problems and not workdir_ok:
+        _add(problems, "working-directory", f"{show(str(workdir))} is not a directory")
+    if workdir_ok and "tiltfile" in values:
+        tiltfile = Settings(tiltfile=values["tiltfile"], working_directory=workdir).tiltfile_path
+        if not _is(Path.is_file, tiltfile):
+            _add(problems, "tiltfile", f"{show(str(tiltfile))} is not a file")
+    for name in ("kind-config", "kubeconfig"):
+        path = values.get(name.replace("-", "_"))
+        if path is not None and not _is(Path.is_file, path):
+            _add(problems, name, f"{show(str(path))} is not a file")
+    _check_credentials(values, problems)
+
+
+def _check_credentials(values: Mapping[str, Any], problems: dict[str, list[str]]) -> None:
+    registry = values.get("registry", "local")
+    if registry in ("local", "none") or "registry" in problems:
+        return  # credentials only matter for a remote registry; ignored otherwise (matrix-friendly)
+    has_user, has_password = "registry_username" in values, "registry_password" in values
+    if has_user and not has_password and "registry-password" not in problems:
+        _add(problems, "registry-password", f"is missing: registry-username is set for {show(registry)}")
+    if has_password and not has_user and "registry-username" not in problems:
+        _add(problems, "registry-username", f"is missing: registry-password is set for {show(registry)}")
+
+
+def _is(predicate: Callable[[Path], bool], path: Path) -> bool:
+    try:
+        return predicate(path)
+    except (OSError, ValueError):  # name too long, embedded NUL: not an existing file either way
+        return False
+
+
+def format_problems(problems: Mapping[str, list[str]]) -> str:
+    """One line per bad input, in the order of INPUTS: `name: what is wrong; allowed: what is`."""
+    order = [spec.name for spec in INPUTS if spec.name in problems]
+    order += sorted(set(problems) - set(order))
+    return "\n".join(f"{name}: {'; '.join(problems[name])}; allowed: {_allowed_or_blank(name)}" for name in order)
+
+
+def _allowed_or_blank(name: str) -> str:
+    return allowed(name) if name in INPUTS_BY_NAME else "one of the documented inputs"
+
+
+def run_id(environ: Mapping[str, str]) -> str:
+    """Unique per CI run (and re-run), safe in labels, container names and repository paths."""
+    if environ.get("GITHUB_RUN_ID"):
+        candidate = f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT') or '1'}"
+    elif environ.get("CIRCLE_WORKFLOW_ID") or environ.get("CIRCLE_BUILD_NUM"):
+        workflow = (environ.get("CIRCLE_WORKFLOW_ID") or "")[:8]
+        candidate = "-".join(p for p in ("cci", workflow, environ.get("CIRCLE_BUILD_NUM") or "") if p)
+    else:
+        candidate = ""
+    safe = _RUN_ID_UNSAFE.sub("-", candidate.lower()).strip("-")[:40].strip("-")
+    return safe or _secrets.token_hex(4)

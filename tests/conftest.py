@@ -1,0 +1,220 @@
+"""Session fixtures for the lab (real dockerd, registry, control plane, tilt) and the leftover check.
+
+Unit tests (tests/unit) use none of these and run anywhere. Integration and e2e tests fail with a
+message naming `tools/lab` when a lab part is missing: they never pass silently without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+LAB_CACHE = Path(os.environ.get("PYCI_LAB_CACHE")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyci-lab")
+LAB_BIN = LAB_CACHE / "bin"
+LAB_PROCESS_NAMES = {"tilt", "socat", "kwok", "kube-apiserver", "kube-controller-manager",
+                     "kube-scheduler", "etcd", "kind", "kubectl"}
+
+# The lab's Go-built tools come first on PATH for every test and every subprocess it starts.
+if LAB_BIN.is_dir():
+    os.environ["PATH"] = f"{LAB_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("TILT_DISABLE_ANALYTICS", "1")
+
+
+def lab_missing(what: str) -> None:
+    pytest.fail(f"lab part missing: {what}. Set the lab up with `tools/lab` (see README).", pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+# --- lab fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def shared_schemas() -> Path:
+    path = SHARED / "schemas"
+    if not path.is_dir():
+        pytest.fail(f"../shared/schemas not found at {path}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing here
+        lab_missing(f"no Docker daemon answers ({e})")
+    yield client
+    client.close()
+
+
+@dataclass(frozen=True)
+class LabImages:
+    base: str = "pyci-lab/base:latest"
+    registry: str = "pyci-lab/registry:latest"
+    socat: str = "pyci-lab/socat:latest"
+
+
+@pytest.fixture(scope="session")
+def lab_images(docker_client) -> LabImages:
+    import docker
+
+    images = LabImages()
+    for name in (images.base, images.registry, images.socat):
+        try:
+            docker_client.images.get(name)
+        except docker.errors.ImageNotFound:
+            lab_missing(f"image {name}")
+    return images
+
+
+@pytest.fixture(scope="session")
+def lab_bin() -> Path:
+    if not LAB_BIN.is_dir():
+        lab_missing(f"Go tools folder {LAB_BIN}")
+    return LAB_BIN
+
+
+def lab_tool(name: str) -> Path:
+    path = LAB_BIN / name
+    if not os.access(path, os.X_OK):
+        lab_missing(f"Go tool {name} in {LAB_BIN}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def control_plane(lab_bin: Path) -> Iterator[object]:
+    from tests.lab.controlplane import ControlPlane
+
+    for tool in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+        lab_tool(tool)
+    if not shutil.which("etcd"):
+        lab_missing("etcd (Debian's etcd-server)")
+    cp = ControlPlane(bin_dir=lab_bin)
+    try:
+        cp.start()
+    except Exception:
+        cp.stop()
+        raise
+    yield cp
+    cp.stop()
+
+
+@dataclass(frozen=True)
+class LabRegistry:
+    name: str
+    port: int
+
+    @property
+    def host(self) -> str:
+        return f"localhost:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def lab_registry(docker_client, lab_images: LabImages) -> Iterator[LabRegistry]:
+    """A registry container shared by the session's tests (tests of registry.py make their own)."""
+    import requests
+
+    name = f"pyci-lab-registry-{os.getpid()}"
+    container = docker_client.containers.run(
+        lab_images.registry, name=name, detach=True, labels={"io.pyci.lab": "true"},
+        ports={"5000/tcp": ("127.0.0.1", 0)})
+    try:
+        container.reload()
+        port = int(container.ports["5000/tcp"][0]["HostPort"])
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lab registry on port {port} did not answer /v2/")
+            time.sleep(0.1)
+        yield LabRegistry(name=name, port=port)
+    finally:
+        container.remove(force=True, v=True)
+
+
+# --- the leftover check ---------------------------------------------------------------------------
+def _docker_state() -> tuple[set[str], set[str]] | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        containers = {f"container {c.name}" for c in client.containers.list(all=True)}
+        networks = {f"network {n.name}" for n in client.networks.list()}
+        client.close()
+        return containers, networks
+    except Exception:  # noqa: BLE001 - no daemon: nothing to check
+        return None
+
+
+def _lab_processes() -> set[str]:
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv and os.path.basename(argv[0].decode(errors="replace")) in LAB_PROCESS_NAMES:
+                found.add(f"process {pid} {b' '.join(argv).decode(errors='replace')[:120]}")
+    return found
+
+
+def _kind_clusters() -> set[str]:
+    kind = LAB_BIN / "kind"
+    if not kind.exists():
+        return set()
+    out = subprocess.run([str(kind), "get", "clusters"], capture_output=True, text=True, timeout=30)
+    return {f"kind cluster {c}" for c in out.stdout.split()}
+
+
+def _snapshot() -> set[str]:
+    state = _docker_state()
+    things = _lab_processes() | _kind_clusters()
+    if state:
+        things |= state[0] | state[1]
+    return things
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_before_key] = _snapshot()
+
+
+_before_key = pytest.StashKey[set[str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the suite if the tests left containers, networks, processes or clusters behind."""
+    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1":
+        return
+    before = session.config.stash.get(_before_key, set())
+    left: set[str] = set()
+    for _ in range(10):  # give just-stopped processes and containers a moment to go
+        left = _snapshot() - before
+        if not left:
+            return
+        time.sleep(0.5)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["LEFTOVERS: the test session left these behind:", *sorted(left)]
+    if reporter:
+        reporter.write_line("\n".join(lines), red=True)
+    else:
+        print("\n".join(lines))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
