@@ -107,7 +107,9 @@ class ControlPlane:
             "--service-account-signing-key-file", str(d / "sa.key"),
             "--service-cluster-ip-range", "10.96.0.0/16",
             # No kubelet mounts tokens here; skipping the plugin avoids racing the SA controller.
-            "--disable-admission-plugins", "ServiceAccount",
+            # TaintNodesByCondition would taint the kwok node not-ready until a node-lifecycle
+            # controller clears it; the lab runs none (it would evict pods when heartbeats lag).
+            "--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
             "--enable-priority-and-fairness=false",
         ])
         self.server = f"https://127.0.0.1:{api_port}"
@@ -161,7 +163,11 @@ class ControlPlane:
     # --- helpers -------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # Debian's etcd 3.4 lacks the progress notifications that client-go's streaming list needs;
+        # without this every client falls back after an error and a delay.
+        env = {**os.environ, "KUBE_FEATURE_WatchListClient": "false"}
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.workdir / f"{name}.log"

@@ -1,0 +1,301 @@
+"""Order the stages, time them, run registry and cluster concurrently, map outcomes to exit codes.
+
+Every stage that creates something registers its undo on one ExitStack, so cleanup runs in reverse
+order on success, failure, exception or signal. SIGTERM/SIGINT set a cancel event and raise
+Cancelled in the main thread; child processes (kind, tilt, socat) are stopped, then the stack closes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyci import processes
+from pyci.platforms import Platform
+from pyci.results import (
+    AppFailed,
+    Cancelled,
+    ExitCode,
+    InfrastructureError,
+    PyciError,
+    ResourceResult,
+    RunResult,
+    StageResult,
+)
+from pyci.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long the readiness watch may look at workloads to explain a failed `tilt ci`.
+EXPLAIN_AFTER_TILT_FAILURE = 15.0
+
+
+@dataclass
+class Run:
+    """Mutable state of one run: what the stages found so far."""
+
+    settings: Settings
+    platform: Platform
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stages: list[StageResult] = field(default_factory=list)
+    resources: list[ResourceResult] = field(default_factory=list)
+    cluster_name: str = ""
+    kubeconfig: str = ""
+    registry: str = ""
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage inside a folded log group and record how it ended."""
+        t0 = time.monotonic()
+        with self.platform.group(name):
+            try:
+                yield
+            except BaseException as e:
+                message = e.message if isinstance(e, PyciError) else f"{type(e).__name__}: {e}"
+                self.stages.append(StageResult(name, time.monotonic() - t0, ok=False, error=message))
+                raise
+        self.stages.append(StageResult(name, time.monotonic() - t0))
+
+    def skip(self, name: str) -> None:
+        self.stages.append(StageResult(name, 0.0, skipped=True))
+
+
+def run(settings: Settings, platform: Platform, cancel: threading.Event | None = None) -> RunResult:
+    """Run the whole job; never raises for an expected failure: the exit code says how it ended."""
+    state = Run(settings=settings, platform=platform, cancel=cancel or threading.Event())
+    t0 = time.monotonic()
+    for secret in settings.secrets:
+        platform.mask(secret)
+    exit_code, headline = ExitCode.HEALTHY, ""
+    with _signals_cancel(state.cancel):
+        stack = contextlib.ExitStack()
+        try:
+            exit_code, headline = _run_stages(state, stack)
+        except Cancelled as e:
+            exit_code, headline = ExitCode.CANCELLED, e.message
+        except PyciError as e:
+            exit_code, headline = e.exit_code, e.message
+            if e.detail:
+                platform.info(e.detail)
+        except Exception as e:  # a bug or an unexpected library failure: still clean up, exit 3
+            log.exception("unexpected error")
+            exit_code, headline = ExitCode.INFRASTRUCTURE, f"unexpected error: {type(e).__name__}: {e}"
+        finally:
+            _cleanup(state, stack)
+    return RunResult(
+        exit_code=exit_code,
+        headline=headline or "all workloads are healthy",
+        duration=time.monotonic() - t0,
+        stages=state.stages,
+        resources=state.resources,
+        cluster_name=state.cluster_name,
+        kubeconfig=state.kubeconfig if settings.keep_cluster else "",
+        registry=state.registry,
+        junit=str(settings.junit),
+        artifacts_dir=str(settings.artifacts_dir),
+    )
+
+
+def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
+    from pyci import cluster as clusters
+    from pyci import network, registry, topology
+
+    s = state.settings
+    with state.stage("docker"):
+        client = _docker_client()
+        stack.callback(client.close)
+    with state.stage("topology"):
+        where = topology.detect(client, s.topology)
+        state.platform.info(f"topology: {where.kind.value} ({where.evidence})")
+    _check_cancel(state)
+
+    workdir = Path(tempfile.mkdtemp(prefix="pyci-"))  # kubeconfigs: private, never in artifacts
+    os.chmod(workdir, 0o700)
+    if not s.keep_cluster:
+        stack.callback(_rmtree, workdir)
+    provider = clusters.get_provider(s, workdir)
+    with state.stage("registry + cluster"):
+        reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
+        stack.enter_context(reg_stack)
+        stack.enter_context(cluster_stack)
+        reg_info, cluster_info = _concurrently(
+            state,
+            lambda: registry.provision(s, client, where, reg_stack),
+            lambda: provider.create(cluster_stack),
+        )
+    state.cluster_name = cluster_info.name
+    state.registry = reg_info.prefix or reg_info.host or ""
+    _check_cancel(state)
+
+    with state.stage("connect"):
+        reach = network.make_reachable(client, where, cluster_info, reg_info, stack)
+        state.kubeconfig = str(reach.kubeconfig)
+        api = _api_client(reach.kubeconfig)
+        stack.callback(api.close)
+        registry.connect_to_cluster(client, reg_info, cluster_info, api,
+                                    namespaces=s.namespaces or ("default",))
+    _check_cancel(state)
+
+    outcome = _tilt(state, reach.kubeconfig)
+    workloads = _readiness(state, api, tilt_ok=outcome.exit_code == 0)
+    state.resources = outcome.resources + workloads
+    failing = [r for r in state.resources if not r.ok]
+    if outcome.exit_code == 0 and not failing:
+        return ExitCode.HEALTHY, f"all {len(state.resources)} resources are healthy"
+
+    with state.stage("diagnostics"):
+        _diagnostics(state, api, failing, outcome.snapshot,
+                     kind_cluster=cluster_info.name if s.cluster == "kind" else None)
+    for r in failing:
+        state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
+    names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in failing[:5])
+    if not failing:
+        names = outcome.error or f"tilt ci exited {outcome.exit_code}"
+    raise AppFailed(f"the app did not start: {names}")
+
+
+def _tilt(state: Run, kubeconfig: Path) -> Any:
+    from pyci import tilt
+
+    with state.stage("tilt ci"):
+        return tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
+                           log=state.platform.info, cancel=state.cancel)
+
+
+def _readiness(state: Run, api: Any, tilt_ok: bool) -> list[ResourceResult]:
+    from pyci import readiness
+
+    s = state.settings
+    if not s.wait:
+        state.skip("readiness")
+        return []
+    timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
+    with state.stage("readiness"):
+        return readiness.wait_healthy(api, s.namespaces, timeout, s.readiness_timeouts, s.max_restarts,
+                                      log=state.platform.info, cancel=state.cancel)
+
+
+def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: Path | None,
+                 kind_cluster: str | None) -> None:
+    from pyci import diagnostics
+
+    s = state.settings
+    out = diagnostics.collect(api, s.artifacts_dir / "diagnostics", failing, s.namespaces, snapshot,
+                              kind_cluster, secrets=s.secrets, log=state.platform.info)
+    state.platform.info(f"diagnostics bundle: {out}")
+
+
+def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
+    """Undo everything, unless the user asked to keep it; a second signal does not interrupt this."""
+    if state.cancel.is_set():
+        processes.terminate_children(grace=5.0)
+    if state.settings.keep_cluster:
+        kept = stack.pop_all()
+        del kept
+        state.platform.info("keep-cluster: leaving the cluster, registry and forwarders running")
+        return
+    t0 = time.monotonic()
+    with _signals_ignored(), state.platform.group("cleanup"):
+        try:
+            stack.close()
+            state.stages.append(StageResult("cleanup", time.monotonic() - t0))
+        except Exception as e:  # noqa: BLE001 - report, never mask the run's own result
+            state.platform.warning(f"cleanup failed: {e}")
+            state.stages.append(StageResult("cleanup", time.monotonic() - t0, ok=False, error=str(e)))
+
+
+def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
+    """Run independent stages side by side; the first failure wins, the others are awaited."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="stage") as pool:
+        futures = [pool.submit(c) for c in calls]
+        try:
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        except Cancelled:
+            state.cancel.set()
+            processes.terminate_children(grace=5.0)
+            concurrent.futures.wait(futures, timeout=20)
+            raise
+        errors = [f.exception() for f in futures if f.done() and f.exception()]
+        if errors:
+            state.cancel.set()
+            processes.terminate_children(grace=5.0)
+            concurrent.futures.wait(futures, timeout=20)
+            raise errors[0]  # type: ignore[misc]
+        return [f.result() for f in futures]
+
+
+def _check_cancel(state: Run) -> None:
+    if state.cancel.is_set():
+        raise Cancelled("cancelled")
+
+
+def _docker_client() -> Any:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - docker raises many kinds for "no daemon"
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        raise InfrastructureError(f"cannot reach the Docker daemon at {where}: {e}") from e
+    return client
+
+
+def _api_client(kubeconfig: Path) -> Any:
+    from kubernetes import config
+
+    try:
+        return config.new_client_from_config(config_file=str(kubeconfig))
+    except Exception as e:  # noqa: BLE001
+        raise InfrastructureError(f"cannot load kubeconfig {kubeconfig}: {e}") from e
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT: remember it and raise Cancelled where the main thread is now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            return
+        cancel.set()
+        raise Cancelled(f"cancelled by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
