@@ -170,7 +170,7 @@ def _tilt(state: Run, kubeconfig: Path) -> Any:
 
     with state.stage("tilt ci"):
         return tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
-                           log=state.platform.info, cancel=state.cancel)
+                           log=state.platform.untrusted, cancel=state.cancel)
 
 
 def _readiness(state: Run, api: Any, tilt_ok: bool) -> list[ResourceResult]:
@@ -183,7 +183,7 @@ def _readiness(state: Run, api: Any, tilt_ok: bool) -> list[ResourceResult]:
     timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
     with state.stage("readiness"):
         return readiness.wait_healthy(api, s.namespaces, timeout, s.readiness_timeouts, s.max_restarts,
-                                      log=state.platform.info, cancel=state.cancel)
+                                      log=state.platform.untrusted, cancel=state.cancel)
 
 
 def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: Path | None,
@@ -192,7 +192,7 @@ def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: 
 
     s = state.settings
     out = diagnostics.collect(api, s.artifacts_dir / "diagnostics", failing, s.namespaces, snapshot,
-                              kind_cluster, secrets=s.secrets, log=state.platform.info)
+                              kind_cluster, secrets=s.secrets, log=state.platform.untrusted)
     state.platform.info(f"diagnostics bundle: {out}")
 
 

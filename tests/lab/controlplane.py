@@ -192,7 +192,8 @@ class ControlPlane:
     def _check_alive(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
-                raise RuntimeError(f"lab control plane: {name} exited ({p.returncode}):\n{self.log_tail(name)}")
+                tail = self.log_tail(name)
+                raise RuntimeError(f"lab control plane: {name} exited ({p.returncode}):\n{tail}")
 
     def _wait_http(self, path: str, timeout: float, deadline_from: float) -> None:
         while time.monotonic() - deadline_from < timeout:
