@@ -128,9 +128,9 @@ INPUTS: tuple[InputSpec, ...] = (
 )
 INPUTS_BY_NAME: dict[str, InputSpec] = {spec.name: spec for spec in INPUTS}
 
-LIST_INPUTS = frozenset({"namespaces", "readiness-timeouts"})
 MAX_DURATION = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a CI timeout
 _TRUE = frozenset({"true", "yes", "on", "1"})
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _DURATION = re.compile(r"(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?")
 _RUN_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
@@ -197,8 +197,10 @@ def prepare(raw: Mapping[str, str]) -> dict[str, Any]:
     """The document the schema validates: stripped strings, list inputs split, unset inputs dropped."""
     document: dict[str, Any] = {}
     for name, value in raw.items():
-        if name in LIST_INPUTS:
-            document[name] = split_list(value, spaces=name == "namespaces")
+        if name == "namespaces":
+            document[name] = split_list(value, spaces=True)
+        elif name == "readiness-timeouts":  # `job/migrate = 10m` reads naturally in a YAML block
+            document[name] = [re.sub(r"\s*=\s*", "=", item) for item in split_list(value, spaces=False)]
         elif INPUTS_BY_NAME[name].secret:
             if value:  # a secret is taken verbatim: spaces may be part of it
                 document[name] = value
@@ -265,14 +267,14 @@ def parse_bool(value: str) -> bool:
 
 def parse_duration(value: str) -> float:
     """`90s`, `5m`, `1h`, `1h30m`, `1.5` (plain seconds) to seconds, more than 0 and at most a week."""
-    try:
+    match = _DURATION.fullmatch(value)
+    if _PLAIN_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
-        match = _DURATION.fullmatch(value)
-        if not value or not match:
-            raise ValueError(f"{show(value)} is not a duration") from None
+    elif value and match:
         hours, minutes, secs = (float(match.group(g) or 0) for g in "hms")
         seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError(f"{show(value)} is not a duration")
     if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_DURATION:
         raise ValueError(f"{show(value)} is not more than 0 and at most 7 days")
     return seconds
@@ -371,7 +373,9 @@ def format_problems(problems: Mapping[str, list[str]]) -> str:
     """One line per bad input, in the order of INPUTS: `name: what is wrong; allowed: what is`."""
     order = [spec.name for spec in INPUTS if spec.name in problems]
     order += sorted(set(problems) - set(order))
-    return "\n".join(f"{name}: {'; '.join(problems[name])}; allowed: {_allowed_or_blank(name)}" for name in order)
+    return "\n".join(
+        f"{name}: {'; '.join(problems[name])}; allowed: {_allowed_or_blank(name)}" for name in order
+    )
 
 
 def _allowed_or_blank(name: str) -> str:

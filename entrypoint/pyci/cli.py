@@ -1,0 +1,414 @@
+"""`pyci run | doctor | cleanup | version`; `pyci` alone is `pyci run` (GitHub passes no arguments).
+
+The stage modules are imported lazily: `pyci version` and `pyci run --dry-run` must work where
+docker or kubernetes is missing or broken, and a bad input must fail before anything is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyci import __version__, platforms, report
+from pyci.results import ExitCode, InputError, PyciError, RunResult
+from pyci.settings import (
+    INPUTS,
+    LABEL_CLUSTER,
+    LABEL_MANAGED,
+    LABEL_RUN,
+    Settings,
+    load_settings,
+    raw_secrets,
+    schema,
+)
+
+if TYPE_CHECKING:
+    import docker
+
+SUBCOMMANDS = ("run", "doctor", "cleanup", "version")
+TOOL_TIMEOUT = 20.0  # seconds for a `<tool> version`
+KIND_DELETE_TIMEOUT = 300.0
+# (tool, version command) for doctor and version; docker prints the client even without a daemon.
+TOOLS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("kind", ("kind", "version")),
+    ("tilt", ("tilt", "version")),
+    ("kubectl", ("kubectl", "version", "--client")),
+    ("docker", ("docker", "version", "--format", "{{.Client.Version}}")),
+)
+_CLUSTER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+
+
+# --- parser ---
+def _is_boolean(name: str) -> bool:
+    return schema()["properties"][name].get("$ref") == "#/$defs/boolean"
+
+
+def _add_input_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inputs (also INPUT_<NAME> or PYCI_<NAME> in the environment)")
+    for spec in INPUTS:
+        default = f" (default: {spec.default})" if spec.default else ""
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if _is_boolean(spec.name) else {}
+        group.add_argument(
+            f"--{spec.name}",
+            dest=spec.field,
+            metavar=spec.name.upper().replace("-", "_"),
+            help=spec.description.replace("%", "%%") + default,
+            **extra,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyci", description="Prove that a Tilt app starts on a fresh cluster."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{run,doctor,cleanup,version}")
+    run = commands.add_parser("run", help="provision, tilt ci, wait until healthy, report (the default)")
+    run.add_argument("--dry-run", action="store_true", help="print what would be created and exit")
+    _add_input_flags(run)
+    run.set_defaults(handler=cmd_run)
+    doctor = commands.add_parser("doctor", help="check docker, kind, tilt, kubectl and the topology")
+    doctor.set_defaults(handler=cmd_doctor)
+    cleanup = commands.add_parser(
+        "cleanup", help=f"remove what runs left behind (label {LABEL_MANAGED}=true)"
+    )
+    cleanup.add_argument("--run-id", help="only what this run created")
+    cleanup.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    cleanup.set_defaults(handler=cmd_cleanup)
+    version = commands.add_parser("version", help="pyci and tool versions")
+    version.set_defaults(handler=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        args.insert(0, "run")
+    try:
+        namespace = build_parser().parse_args(args)
+    except SystemExit as exit_:  # argparse already printed usage and the problem
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        return ExitCode.BAD_INPUT
+    handler: Callable[[argparse.Namespace], int] = namespace.handler
+    return handler(namespace)
+
+
+def _error(line: str) -> None:
+    print(f"pyci: error: {line}", file=sys.stderr)
+
+
+# --- run ---
+def cmd_run(namespace: argparse.Namespace) -> int:
+    environ = os.environ
+    platform = platforms.detect(environ)
+    overrides = {spec.name: getattr(namespace, spec.field) for spec in INPUTS}
+    for secret in raw_secrets(overrides, environ):  # before anything could print one
+        platform.mask(secret)
+    try:
+        settings = load_settings(overrides, environ, platform.input_defaults())
+    except InputError as err:
+        return input_error(err, platform)
+    if namespace.dry_run:
+        print("\n".join(plan(settings, platform)))
+        return ExitCode.HEALTHY
+    platforms.route_logging(platform, settings.debug)
+    return execute(settings, platform)
+
+
+def input_error(err: InputError, platform: platforms.Platform) -> int:
+    lines = err.message.splitlines()
+    for line in lines:
+        _error(line)
+    if platform.annotates:
+        platform.error(f"pyci: {len(lines)} invalid input{'s' if len(lines) > 1 else ''}", err.message)
+    return ExitCode.BAD_INPUT
+
+
+def execute(settings: Settings, platform: platforms.Platform) -> int:
+    from pyci import pipeline  # the stages import docker and kubernetes: only when really running
+
+    try:
+        result = pipeline.run(settings, platform)
+    except PyciError as err:  # pipeline.run should return a RunResult; this is the safety net
+        _error(err.message)
+        if err.detail:
+            print(err.detail, file=sys.stderr)
+        result = RunResult(exit_code=err.exit_code, headline=err.message)
+    except KeyboardInterrupt:
+        result = RunResult(exit_code=ExitCode.CANCELLED, headline="cancelled")
+    publish(result, settings, platform)
+    return int(result.exit_code)
+
+
+def publish(result: RunResult, settings: Settings, platform: platforms.Platform) -> None:
+    """JUnit, step summary and outputs; a report that cannot be written is a warning, not a new failure."""
+    result.junit = str(settings.junit)  # pyci writes it here, whatever a stage put in the result
+    result.artifacts_dir = result.artifacts_dir or str(settings.artifacts_dir)
+    result.cluster_name = result.cluster_name or settings.cluster_name
+    secrets = settings.secrets
+    for path in _junit_paths(settings, platform):
+        try:
+            report.write_junit(result, path, secrets)
+        except OSError as err:
+            platform.warning(f"could not write the JUnit report {path}: {err}")
+    if settings.summary:
+        try:
+            platform.write_summary(report.summary_markdown(result, secrets))
+        except OSError as err:
+            platform.warning(f"could not write the step summary: {err}")
+    try:
+        platform.set_outputs(report.outputs(result, secrets))
+    except OSError as err:
+        platform.warning(f"could not write the outputs: {err}")
+    if result.exit_code == ExitCode.HEALTHY:
+        platform.info(f"✅ {result.headline}")
+    else:
+        platform.error(f"pyci: {result.result}", result.headline)
+
+
+def _junit_paths(settings: Settings, platform: platforms.Platform) -> list[Path]:
+    """The `junit` input, plus a copy where the CI collects test results if that is elsewhere."""
+    paths = [settings.junit]
+    folder = platform.test_results_dir
+    if folder is not None and settings.junit.resolve().parent != folder.resolve():
+        paths.append(folder / "pyci-junit.xml")
+    return paths
+
+
+def plan(settings: Settings, platform: platforms.Platform) -> list[str]:
+    """What `run` would do, with names and ports; reads nothing but the settings."""
+    lines = [
+        "pyci run --dry-run: nothing is created",
+        f"  platform      {platform.name} (run id {settings.run_id}, topology {settings.topology})",
+        f"  tiltfile      {settings.tiltfile_path}",
+        *_plan_cluster(settings),
+        *_plan_registry(settings),
+        f"  tilt          tilt ci --timeout {max(1, round(settings.timeout))}s"
+        + (f" -- {' '.join(settings.tilt_args)}" if settings.tilt_args else ""),
+        *_plan_readiness(settings),
+        f"  reports       junit {settings.junit}, artifacts {settings.artifacts_dir}"
+        + (", step summary" if settings.summary else ""),
+        "  cleanup       "
+        + ("keep everything (keep-cluster)" if settings.keep_cluster else "remove what this run created"),
+    ]
+    return lines
+
+
+def _plan_cluster(settings: Settings) -> list[str]:
+    if settings.cluster == "existing":
+        kubeconfig = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        return [f"  cluster       existing cluster from kubeconfig {kubeconfig}"]
+    name = settings.cluster_name
+    image = settings.node_image or "kind's default node image"
+    merged = f", merged with {settings.kind_config}" if settings.kind_config else ""
+    return [
+        f"  cluster       kind cluster {settings.cluster_name} ({image}{merged})",
+        f"                node container {name}-control-plane, kube context kind-{name}",
+    ]
+
+
+def _plan_registry(settings: Settings) -> list[str]:
+    if settings.registry == "none":
+        return ["  registry      none"]
+    if settings.remote_registry:
+        login = f" as {settings.registry_username}" if settings.registry_username else " without login"
+        return [f"  registry      remote {settings.registry}/{settings.run_id}{login}"]
+    port = "a free port" if settings.registry_port == 0 else str(settings.registry_port)
+    return [
+        f"  registry      container {_registry_name(settings.cluster_name)} ({settings.registry_image}) "
+        f"on 127.0.0.1:{port}, pushes to localhost:{port}"
+    ]
+
+
+def _registry_name(cluster_name: str) -> str:
+    try:
+        from pyci.registry import registry_name
+    except Exception:  # noqa: BLE001 - the plan must print even when a stage module cannot import
+        return f"{cluster_name}-registry"
+    return registry_name(cluster_name)
+
+
+def _plan_readiness(settings: Settings) -> list[str]:
+    if not settings.wait:
+        return ["  readiness     skipped (wait: false)"]
+    where = ", ".join(settings.namespaces) if settings.namespaces else "every namespace but the system ones"
+    lines = [
+        f"  readiness     wait up to {report.format_duration(settings.wait_timeout)} in {where}, "
+        f"fail after {settings.max_restarts} restarts"
+    ]
+    lines += [
+        f"                {k} up to {report.format_duration(v)}"
+        for k, v in settings.readiness_timeouts.items()
+    ]
+    return lines
+
+
+# --- doctor and version ---
+def tool_version(command: Sequence[str]) -> str | None:
+    """First line a tool prints about its version; None when it is not on PATH or does not answer."""
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        done = subprocess.run(
+            list(command), capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in (done.stdout or done.stderr).splitlines() if line.strip()]
+    return lines[0] if lines else None
+
+
+def docker_client() -> docker.DockerClient:
+    import docker
+
+    return docker.from_env(timeout=30)
+
+
+def cmd_doctor(namespace: argparse.Namespace) -> int:
+    ok = True
+    client = None
+    try:
+        client = docker_client()
+        info = client.version()
+        version, api = info.get("Version", "?"), info.get("ApiVersion", "?")
+        print(f"✓ docker daemon: reachable, Docker {version} (API {api})")
+    except Exception as err:  # noqa: BLE001 - any failure means "not reachable"; say why
+        ok = False
+        print(f"✗ docker daemon: not reachable ({_one_line(err)})")
+    for name, command in TOOLS[:3]:
+        found = tool_version(command)
+        ok = ok and found is not None
+        print(f"✓ {name}: {found}" if found else f"✗ {name}: not found on PATH (or it did not answer)")
+    print(_topology_line(client))
+    return ExitCode.HEALTHY if ok else ExitCode.APP_FAILED
+
+
+def _topology_line(client: Any) -> str:
+    if client is None:
+        return "topology: unavailable (no docker daemon)"
+    try:
+        from pyci.topology import detect
+    except Exception:  # noqa: BLE001 - topology.py may be absent or broken in a partial install
+        return "topology: unavailable"
+    try:
+        found = detect(client, "auto")
+    except Exception as err:  # noqa: BLE001
+        return f"topology: unavailable ({_one_line(err)})"
+    kind = getattr(found.kind, "value", found.kind)
+    return f"topology: {kind} ({found.evidence})"
+
+
+def _one_line(err: BaseException | str) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def pinned_versions() -> dict[str, str]:
+    """The tool versions the image pins (pyci/versions.env, KEY=value lines), when bundled."""
+    try:
+        text = resources.files("pyci").joinpath("versions.env").read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        return {}
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip().strip("\"'") for key, value in pairs}
+
+
+def cmd_version(namespace: argparse.Namespace) -> int:
+    print(f"pyci {__version__}")
+    for name, command in TOOLS:
+        print(f"{name}: {tool_version(command) or 'not found'}")
+    for key, value in pinned_versions().items():
+        if key.endswith("_VERSION"):  # the digests are for the Dockerfile, not for people
+            print(f"pinned {key.removesuffix('_VERSION').lower().replace('_', '-')}: {value}")
+    return ExitCode.HEALTHY
+
+
+# --- cleanup ---
+def cmd_cleanup(namespace: argparse.Namespace) -> int:
+    try:
+        client = docker_client()
+    except Exception as err:  # noqa: BLE001
+        _error(f"docker daemon not reachable: {_one_line(err)}")
+        return ExitCode.INFRASTRUCTURE
+    problems = cleanup(client, namespace.run_id, dry_run=namespace.dry_run)
+    for problem in problems:
+        _error(problem)
+    return ExitCode.INFRASTRUCTURE if problems else ExitCode.HEALTHY
+
+
+def cleanup(
+    client: Any,
+    run_id: str | None,
+    dry_run: bool = False,
+    delete_cluster: Callable[[str], str | None] | None = None,
+) -> list[str]:
+    """Remove labelled containers, the kind clusters they name, then labelled networks.
+
+    Returns the problems (one line each); an empty list means everything is gone.
+    """
+    delete_cluster = delete_cluster or kind_delete_cluster
+    filters = {"label": [f"{LABEL_MANAGED}=true", *([f"{LABEL_RUN}={run_id}"] if run_id else [])]}
+    verb = "would remove" if dry_run else "removed"
+    problems: list[str] = []
+    containers = client.containers.list(all=True, filters=filters)
+    clusters = sorted({str(c.labels.get(LABEL_CLUSTER) or "") for c in containers} - {""})
+    for container in containers:
+        problems += _attempt(
+            functools.partial(container.remove, force=True, v=True),
+            dry_run,
+            f"{verb} container {container.name}",
+            f"container {container.name}",
+        )
+    for name in clusters:
+        if not _CLUSTER_NAME.fullmatch(name):
+            problems.append(f"label {LABEL_CLUSTER}={name!r} is not a kind cluster name: skipped")
+            continue
+        print(f"{'would delete' if dry_run else 'deleting'} kind cluster {name}")
+        failure = None if dry_run else delete_cluster(name)
+        if failure:
+            problems.append(failure)
+    for network in client.networks.list(filters=filters):
+        problems += _attempt(
+            network.remove, dry_run, f"{verb} network {network.name}", f"network {network.name}"
+        )
+    return problems
+
+
+def _attempt(action: Callable[[], object], dry_run: bool, done: str, what: str) -> list[str]:
+    if not dry_run:
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001 - docker.errors.APIError and friends: report and go on
+            return [f"could not remove {what}: {_one_line(err)}"]
+    print(done)
+    return []
+
+
+def kind_delete_cluster(name: str) -> str | None:
+    """`kind delete cluster --name NAME`; the problem as one line, or None."""
+    try:
+        done = subprocess.run(
+            ["kind", "delete", "cluster", "--name", name],
+            capture_output=True,
+            text=True,
+            timeout=KIND_DELETE_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError:
+        return f"kind not found on PATH: cannot delete kind cluster {name}"
+    except subprocess.TimeoutExpired:
+        return f"`kind delete cluster --name {name}` timed out after {KIND_DELETE_TIMEOUT:.0f}s"
+    if done.returncode != 0:
+        return (
+            f"`kind delete cluster --name {name}` failed (exit {done.returncode}): {_one_line(done.stderr)}"
+        )
+    return None

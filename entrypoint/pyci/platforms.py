@@ -1,0 +1,320 @@
+"""The CI platform we run on: GitHub Actions, CircleCI, or a local terminal.
+
+Each platform shows the same things its own way: log groups with the stage duration, warnings and
+errors (annotations on GitHub), secret masks, outputs, the step summary, and the folders the CI stores.
+Every write goes to the stream and files given at construction, so tests capture them.
+
+CircleCI has no outputs or summary mechanism, so the orb collects files instead:
+  PYCI_STORE_TEST_RESULTS  (default /tmp/pyci/test-results)  `store_test_results` path; JUnit goes here
+  PYCI_STORE_ARTIFACTS     (default /tmp/pyci/artifacts)     `store_artifacts` path; diagnostics, summary.md
+  PYCI_OUTPUTS_ENV         (default /tmp/pyci/outputs.env)   `export PYCI_OUTPUT_<NAME>=...` lines to source
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TextIO
+
+from pyci.report import format_duration
+
+SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary larger than 1 MiB
+REDACTED = "***"
+
+
+def escape_data(text: str) -> str:
+    """GitHub workflow command data: the runner unescapes exactly these."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """GitHub workflow command property values additionally escape the separators."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+class Platform:
+    """A local terminal; the CI platforms override what they do differently."""
+
+    name = "local"
+    annotates = False  # True where error() is shown apart from the log (GitHub annotations)
+
+    def __init__(
+        self,
+        out: TextIO,
+        environ: Mapping[str, str],
+        color: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.out = out
+        self.environ = environ
+        self.color = color
+        self.clock = clock
+        self._secrets: list[str] = []
+        self._lock = threading.RLock()  # registry and cluster stages log from two threads
+
+    # Where the CI platform collects files; None: only where the inputs say.
+    @property
+    def test_results_dir(self) -> Path | None:
+        return None
+
+    @property
+    def artifacts_dir(self) -> Path | None:
+        return None
+
+    def input_defaults(self) -> dict[str, str]:
+        """Input defaults this platform prefers (below environment and CLI in precedence)."""
+        return {}
+
+    # --- logging ---
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text if text.endswith("\n") else text + "\n")
+            self.out.flush()
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def info(self, msg: str) -> None:
+        self._write(self.redact(msg))
+
+    def debug(self, msg: str) -> None:
+        self.info(msg)
+
+    def untrusted(self, text: str) -> None:
+        """Text from a tool (tilt, kubectl, pod logs): never interpreted, only shown."""
+        self.info(text)
+
+    def warning(self, msg: str) -> None:
+        self._write(self._paint(f"warning: {self.redact(msg)}", "33"))
+
+    def error(self, title: str, message: str) -> None:
+        self._write(self._paint(f"error: {self.redact(title)}: {self.redact(message)}", "31"))
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        """A stage: a heading, then its duration, also when it fails."""
+        started = self.clock()
+        self._open_group(self.redact(title))
+        try:
+            yield
+        except BaseException:
+            self._close_group(self.redact(title), self.clock() - started, ok=False)
+            raise
+        self._close_group(self.redact(title), self.clock() - started, ok=True)
+
+    def _open_group(self, title: str) -> None:
+        self._write(self._paint(f"▶ {title}", "1"))
+
+    def _close_group(self, title: str, seconds: float, ok: bool) -> None:
+        line = (
+            f"✓ {title} ({format_duration(seconds)})"
+            if ok
+            else f"✗ {title} failed after {format_duration(seconds)}"
+        )
+        self._write(self._paint(line, "32" if ok else "31"))
+
+    # --- secrets, outputs, summary ---
+    def mask(self, secret: str) -> None:
+        """Hide a secret in everything this platform prints from now on (each line of it)."""
+        lines = [line for line in secret.splitlines() if line.strip()]
+        with self._lock:
+            for line in lines:
+                if line not in self._secrets:
+                    self._announce_mask(line)
+                    self._secrets.append(line)
+            self._secrets.sort(key=len, reverse=True)  # a longer secret first: no partial leftovers
+
+    def _announce_mask(self, line: str) -> None:
+        """Tell the platform about a secret line; only GitHub can mask its own log."""
+
+    def set_outputs(self, outputs: Mapping[str, str]) -> None:
+        width = max((len(k) for k in outputs), default=0)
+        for key, value in outputs.items():
+            self.info(f"{key.ljust(width)}  {value}")
+
+    def write_summary(self, markdown: str) -> None:
+        self.info(markdown)
+
+
+class Local(Platform):
+    name = "local"
+
+
+class GitHubActions(Platform):
+    name = "github"
+    annotates = True
+
+    def __init__(
+        self,
+        out: TextIO,
+        environ: Mapping[str, str],
+        color: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(out, environ, color, clock)
+        self._open_groups = 0
+
+    def debug(self, msg: str) -> None:
+        self._write(f"::debug::{escape_data(self.redact(msg))}")
+
+    def untrusted(self, text: str) -> None:
+        # A pod log could contain `::add-mask::` or `::error::`; stop-commands makes the runner ignore it.
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._write(f"::stop-commands::{token}")
+            self.info(text)
+            self._write(f"::{token}::")
+
+    def warning(self, msg: str) -> None:
+        self._write(f"::warning::{escape_data(self.redact(msg))}")
+
+    def error(self, title: str, message: str) -> None:
+        self._write(
+            f"::error title={escape_property(self.redact(title))}::{escape_data(self.redact(message))}"
+        )
+
+    def _open_group(self, title: str) -> None:
+        with self._lock:
+            self._open_groups += 1
+            # GitHub cannot nest groups: an inner (or concurrent) stage is a plain heading.
+            self._write(f"::group::{escape_data(title)}" if self._open_groups == 1 else f"▶ {title}")
+
+    def _close_group(self, title: str, seconds: float, ok: bool) -> None:
+        with self._lock:
+            self._open_groups -= 1
+            if self._open_groups == 0:
+                self._write("::endgroup::")
+            super()._close_group(title, seconds, ok)  # after the group: visible while it is folded
+
+    def _announce_mask(self, line: str) -> None:
+        self._write(f"::add-mask::{escape_data(line)}")
+
+    def set_outputs(self, outputs: Mapping[str, str]) -> None:
+        path = self.environ.get("GITHUB_OUTPUT")
+        if not path:
+            super().set_outputs(outputs)
+            return
+        with open(path, "a", encoding="utf-8") as file:
+            for key, value in outputs.items():
+                file.write(format_output(key, value))
+
+    def write_summary(self, markdown: str) -> None:
+        path = self.environ.get("GITHUB_STEP_SUMMARY")
+        if not path:
+            return
+        text = self.redact(markdown)
+        if len(text.encode()) > SUMMARY_LIMIT:
+            note = "\n\n_Summary truncated: see the artifacts for the full report._\n"
+            text = text.encode()[: SUMMARY_LIMIT - len(note.encode())].decode(errors="ignore") + note
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(text if text.endswith("\n") else text + "\n")
+
+
+def format_output(key: str, value: str) -> str:
+    """One GITHUB_OUTPUT entry; multi-line values in a heredoc with a delimiter that cannot occur."""
+    if "\n" not in value and "\r" not in value:
+        return f"{key}={value}\n"
+    delimiter = f"ghadelimiter_{uuid.uuid4()}"
+    return f"{key}<<{delimiter}\n{value}\n{delimiter}\n"
+
+
+class CircleCI(Platform):
+    name = "circleci"
+
+    @property
+    def test_results_dir(self) -> Path:
+        return Path(self.environ.get("PYCI_STORE_TEST_RESULTS") or "/tmp/pyci/test-results")
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return Path(self.environ.get("PYCI_STORE_ARTIFACTS") or "/tmp/pyci/artifacts")
+
+    @property
+    def outputs_file(self) -> Path:
+        return Path(self.environ.get("PYCI_OUTPUTS_ENV") or "/tmp/pyci/outputs.env")
+
+    def input_defaults(self) -> dict[str, str]:
+        return {
+            "junit": str(self.test_results_dir / "pyci-junit.xml"),
+            "artifacts-dir": str(self.artifacts_dir),
+        }
+
+    def _open_group(self, title: str) -> None:
+        self._write(self._paint(f"==> {title}", "1"))
+
+    def set_outputs(self, outputs: Mapping[str, str]) -> None:
+        super().set_outputs(outputs)
+        self.outputs_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.outputs_file, "a", encoding="utf-8") as file:
+            for key, value in outputs.items():
+                name = "PYCI_OUTPUT_" + key.upper().replace("-", "_")
+                file.write(f"export {name}={shlex.quote(value)}\n")
+
+    def write_summary(self, markdown: str) -> None:
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.artifacts_dir / "summary.md", "a", encoding="utf-8") as file:
+            file.write(self.redact(markdown).rstrip("\n") + "\n")
+
+
+def detect(environ: Mapping[str, str], out: TextIO | None = None) -> Platform:
+    """The platform named by the environment the CI sets; a local terminal otherwise."""
+    stream = out if out is not None else sys.stdout
+    no_color = bool(environ.get("NO_COLOR"))
+    if environ.get("GITHUB_ACTIONS") == "true":
+        return GitHubActions(stream, environ)
+    if environ.get("CIRCLECI") == "true":
+        return CircleCI(stream, environ, color=not no_color)  # CircleCI renders ANSI colours
+    return Local(stream, environ, color=_is_tty(stream) and not no_color)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
+class LogHandler(logging.Handler):
+    """Routes the `pyci` loggers of the stage modules to the platform (groups, masks, annotations)."""
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__()
+        self.platform = platform
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.platform.error("pyci", message)
+            elif record.levelno >= logging.WARNING:
+                self.platform.warning(message)
+            elif record.levelno >= logging.INFO:
+                self.platform.info(message)
+            else:
+                self.platform.debug(message)
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+def route_logging(platform: Platform, debug: bool, logger_name: str = "pyci") -> LogHandler:
+    """Install (once) a LogHandler on the `pyci` logger; returns it so a caller can remove it."""
+    logger = logging.getLogger(logger_name)
+    for handler in [h for h in logger.handlers if isinstance(h, LogHandler)]:
+        logger.removeHandler(handler)
+    handler = LogHandler(platform)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False  # the platform prints it; the root logger must not print it twice
+    return handler
