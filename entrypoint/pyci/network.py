@@ -213,6 +213,11 @@ def forwarder_command(
 
 
 def start_forwarder(container: str, remote_port: int, local_port: int, timeout: float = 10.0) -> Forwarder:
+    if not port_is_free(local_port):
+        # Otherwise the readiness probe below would find the other listener and call it ours.
+        raise InfrastructureError(
+            f"cannot forward port {remote_port}: {LOOPBACK}:{local_port} is already in use"
+        )
     command = forwarder_command(container, local_port, remote_port)
     # A file, not a pipe: nobody reads socat's stderr while it runs, and a full pipe would block it.
     errors = tempfile.TemporaryFile()

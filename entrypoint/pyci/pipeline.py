@@ -139,7 +139,8 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     _check_cancel(state)
 
     with state.stage("connect"):
-        reach = network.make_reachable(client, where, cluster_info, reg_info, stack)
+        reach = network.make_reachable(client, where, cluster_info, reg_info, stack,
+                                       socat_image=s.socat_image)
         state.kubeconfig = str(reach.kubeconfig)
         api = _api_client(reach.kubeconfig)
         stack.callback(api.close)

@@ -94,7 +94,7 @@ def provision_local(
             client, name, settings.registry_image, settings.registry_port, labels(settings)
         )
         stack.callback(remove_container, client, name)
-        wait_healthy(health_url(client, container, topology), published_port(container))
+        check_health(client, container, topology)
     port = published_port(container)
     log.info("local registry %s at 127.0.0.1:%d (cluster side %s:%d)", name, port, name, REGISTRY_PORT)
     return RegistryInfo(
@@ -126,7 +126,7 @@ def reuse_registry(client: docker.DockerClient, name: str, topology: Topology) -
         )
     if container.status == "running":
         try:
-            wait_healthy(health_url(client, container, topology), published_port(container), attempts=2)
+            check_health(client, container, topology, attempts=2)
             log.info("reusing healthy registry %s (it will not be removed)", name)
             return container
         except InfrastructureError as err:
@@ -185,32 +185,47 @@ def published_port(container: Container) -> int:
     raise InfrastructureError(f"registry {container.name} has no published port (is it running?)")
 
 
-def health_url(client: docker.DockerClient, container: Container, topology: Topology) -> str | None:
-    """Where this process can reach the registry's /v2/, or None when it cannot (REMOTE, checked later)."""
+def check_health(
+    client: docker.DockerClient, container: Container, topology: Topology, attempts: int = 8
+) -> None:
+    """GET /v2/ from wherever this process can reach the registry.
+
+    HOST: the published port. SIBLING: the registry's address on a network our container is on; when
+    none is shared the registry joins ours just for the check, so nothing lingers on the user's
+    network. REMOTE: not reachable yet; network.make_reachable checks it through its forwarder.
+    """
+    port = published_port(container)
     if topology.kind is Kind.HOST:
-        return f"http://127.0.0.1:{published_port(container)}/v2/"
-    if topology.kind is Kind.SIBLING and topology.own_container_id:
-        address = shared_address(client, container, topology.own_container_id)
-        return f"http://{address}:{REGISTRY_PORT}/v2/" if address else None
-    return None
+        wait_healthy(f"http://127.0.0.1:{port}/v2/", port, attempts)
+    elif topology.kind is Kind.SIBLING and topology.own_container_id:
+        address, joined = shared_address(client, container, topology.own_container_id)
+        try:
+            wait_healthy(f"http://{address}:{REGISTRY_PORT}/v2/" if address else None, port, attempts)
+        finally:
+            if joined:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.networks.get(joined).disconnect(container.id, force=True)
+    else:
+        wait_healthy(None, port, attempts)
 
 
-def shared_address(client: docker.DockerClient, container: Container, own_id: str) -> str | None:
-    """The registry's IP on a network our own container is on, joining ours when none is shared."""
-    own = client.containers.get(own_id)
-    own_networks = own.attrs["NetworkSettings"]["Networks"] or {}
+def shared_address(
+    client: docker.DockerClient, container: Container, own_id: str
+) -> tuple[str | None, str | None]:
+    """The registry's IP on a network our own container is on, and the network it joined to get one."""
+    own_networks = client.containers.get(own_id).attrs["NetworkSettings"]["Networks"] or {}
     container.reload()
     theirs = container.attrs["NetworkSettings"]["Networks"] or {}
     for network in own_networks:
         if network in theirs and theirs[network].get("IPAddress"):
-            return str(theirs[network]["IPAddress"])
+            return str(theirs[network]["IPAddress"]), None
     for network in own_networks:
         if network in ("host", "none"):
             continue
         connect_network(client, str(container.name), network)
         container.reload()
-        return str(container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"])
-    return None
+        return str(container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]), network
+    return None, None
 
 
 def wait_healthy(url: str | None, port: int, attempts: int = 8, first_delay: float = 0.25) -> None:
@@ -318,9 +333,15 @@ class RegistryAPI:
         return str(body.get("token") or body.get("access_token") or "")
 
     def repositories(self, under: str) -> list[str]:
-        response = self.request("GET", "_catalog?n=10000")
-        response.raise_for_status()
-        names = response.json().get("repositories") or []
+        """Repositories at or below `under`, following the catalog's pagination."""
+        names: list[str] = []
+        path: str | None = "_catalog?n=100"
+        while path:
+            response = self.request("GET", path)
+            response.raise_for_status()
+            names.extend(response.json().get("repositories") or [])
+            link = response.links.get("next", {}).get("url", "")
+            path = link.split("/v2/", 1)[1] if "/v2/" in link else None
         return [n for n in names if n == under or n.startswith(under + "/")]
 
     def tags(self, repository: str) -> list[str]:

@@ -50,6 +50,7 @@ class Settings:
     registry_password: str | None = field(default=None, repr=False)  # a secret
     registry_port: int = 5001  # 0 picks a free port
     registry_image: str = "registry:2"
+    socat_image: str = "alpine/socat:1.8.0.0"  # forwarders on a remote daemon (topology: remote)
     topology: str = "auto"  # auto | host | sibling | remote
     wait: bool = True
     wait_timeout: float = 300.0
@@ -113,6 +114,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("registry-password", "", "Password or token for a remote registry.", secret=True),
     InputSpec("registry-port", "5001", "Host port of the local registry; 0 picks a free one."),
     InputSpec("registry-image", "registry:2", "Image of the local registry."),
+    InputSpec("socat-image", "alpine/socat:1.8.0.0", "Image of the socat forwarder run on a remote daemon."),
     InputSpec("topology", "auto", "Where the Docker daemon is: auto, host, sibling or remote."),
     InputSpec("wait", "true", "Watch every workload until healthy after `tilt ci`."),
     InputSpec("wait-timeout", "5m", "How long the readiness watch waits."),

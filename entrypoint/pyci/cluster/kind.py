@@ -29,6 +29,8 @@ TRANSIENT_ERRORS = (
     "timed out waiting for the condition",
     "error adding container to network",
 )
+# kind's own validation of the config: the user's input is wrong, not the infrastructure.
+CONFIG_ERRORS = ("invalid configuration", "failed to load config", "unknown field", "error converting YAML")
 STDERR_TAIL_LINES = 20
 
 
@@ -64,8 +66,20 @@ def merge_config(user: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (containerd TOML patches) as readable `|` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
 def render_config(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False)
+    return yaml.dump(config, Dumper=_BlockDumper, sort_keys=False)
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
@@ -192,6 +206,10 @@ class KindProvider:
                 )
                 self.delete()
                 continue
+            if any(marker in result.stderr for marker in CONFIG_ERRORS):
+                raise InputError(
+                    f"kind-config: kind rejected the cluster config for {self.name}", tail(result.stderr)
+                )
             raise InfrastructureError(
                 f"kind could not create cluster {self.name} (exit {result.returncode})", tail(result.stderr)
             )

@@ -1,0 +1,168 @@
+"""network.make_reachable for real: HOST, SIBLING (a container joins a kind-like network), REMOTE (a
+network namespace that reaches the daemon only over TCP, through socat forwarders to the lab API server)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+
+import docker.errors
+import pytest
+
+from pyci import network, registry
+from pyci.cluster.base import ClusterInfo
+from pyci.settings import Settings
+from pyci.topology import Kind, Topology
+from tests.integration._pyci_helpers import RemoteDaemon, remote_daemon_lab, run_pyci_in_container, unique
+
+
+@pytest.fixture(scope="module")
+def remote_daemon():
+    with remote_daemon_lab() as daemon:
+        yield daemon
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_host_uses_the_external_kubeconfig(tmp_path, docker_client):
+    cluster = ClusterInfo("c", tmp_path / "k", tmp_path / "ki", "kind-c", (), "kind")
+    info = registry.RegistryInfo(mode="local", host="localhost:5009", port=5009)
+    with contextlib.ExitStack() as stack:
+        reach = network.make_reachable(docker_client, Topology(Kind.HOST, None, ""), cluster, info, stack)
+    assert reach == network.Reachability(tmp_path / "k", "localhost:5009")
+
+
+SIBLING = """
+import contextlib, json, docker, requests
+from pathlib import Path
+from pyci import network, registry, topology
+from pyci.cluster.base import ClusterInfo
+client = docker.from_env(timeout=30)
+t = topology.detect(client)
+Path("/tmp/internal").write_text("internal")
+cluster = ClusterInfo("c", Path("/tmp/external"), Path("/tmp/internal"), "kind-c", (), "{net}")
+info = registry.RegistryInfo(mode="local", host="localhost:1", host_from_cluster="{reg}:5000",
+                             container_name="{reg}", port=1)
+out = {{"kind": t.kind.value}}
+with contextlib.ExitStack() as stack:
+    reach = network.make_reachable(client, t, cluster, info, stack)
+    out["kubeconfig"] = str(reach.kubeconfig)
+    out["registry_host"] = reach.registry_host
+    out["status"] = requests.get(f"http://{{reach.registry_host}}/v2/", timeout=10).status_code
+    again = network.make_reachable(client, t, cluster, info, stack)  # idempotent
+client.networks.get("{net}").reload()
+out["still_attached"] = t.own_container_id in (client.networks.get("{net}").attrs.get("Containers") or {{}})
+print(json.dumps(out))
+"""
+
+
+def test_sibling_joins_the_cluster_network_and_leaves_it(docker_client, lab_images):
+    s = Settings(cluster_name=unique("it"), registry_port=0, registry_image=lab_images.registry)
+    net = docker_client.networks.create(unique("kind-test"), driver="bridge")
+    try:
+        with contextlib.ExitStack() as stack:
+            info = registry.provision(s, docker_client, Topology(Kind.HOST, None, ""), stack)
+            registry.connect_network(docker_client, info.container_name, net.name)
+            script = SIBLING.format(net=net.name, reg=info.container_name)
+            code, output, _ = run_pyci_in_container(docker_client, lab_images.base, script)
+        assert code == 0, output
+        found = last_json(output)
+        assert found["kind"] == "sibling"
+        assert found["kubeconfig"] == "/tmp/internal"
+        assert found["registry_host"] == f"{info.container_name}:5000"
+        assert found["status"] == 200  # by name, across the kind-like network
+        assert found["still_attached"] is False
+    finally:
+        net.remove()
+
+
+REMOTE = """
+import contextlib, json, shutil, socket, docker, kubernetes, requests
+from pathlib import Path
+from pyci import network, registry, topology
+from pyci.cluster.base import ClusterInfo
+from pyci.settings import Settings
+
+def reachable(port):
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+client = docker.from_env(timeout=60)
+t = topology.detect(client)
+out = {{"kind": t.kind.value, "api_direct": reachable({api_port})}}
+settings = Settings(cluster_name="{name}", registry_port=0, registry_image="{registry_image}", run_id="it")
+cluster = ClusterInfo("{name}", Path("{kubeconfig}"), None, "{context}")
+with contextlib.ExitStack() as stack:
+    info = registry.provision(settings, client, t, stack)
+    out["registry_direct"] = reachable(info.port)
+    reach = network.make_reachable(client, t, cluster, info, stack, socat_image="{socat_image}")
+    out["registry_host"] = reach.registry_host
+    out["registry_status"] = requests.get(f"http://{{reach.registry_host}}/v2/", timeout=10).status_code
+    api = kubernetes.config.new_client_from_config(config_file=str(reach.kubeconfig))
+    out["version"] = kubernetes.client.VersionApi(api).get_code(_request_timeout=20).git_version
+    out["server"] = api.configuration.host
+    out["socat_running"] = client.containers.get("{name}-pyci-socat").status
+out["socat_left"] = [c.name for c in client.containers.list(all=True, filters={{"name": "{name}"}})]
+print(json.dumps(out))
+"""
+
+
+def test_remote_forwards_api_server_and_registry(
+    docker_client, lab_images, control_plane, remote_daemon: RemoteDaemon, tmp_path
+):
+    kubeconfig = tmp_path / "kubeconfig"
+    shutil.copy(control_plane.kubeconfig, kubeconfig)
+    api_port = int(control_plane.server.rsplit(":", 1)[1])
+    name = unique("it-remote")
+    script = REMOTE.format(
+        name=name,
+        api_port=api_port,
+        kubeconfig=kubeconfig,
+        context=control_plane.context,
+        registry_image=lab_images.registry,
+        socat_image=lab_images.socat,
+    )
+    code, output = remote_daemon.run_python(script)
+    assert code == 0, output
+    found = last_json(output)
+    assert found["kind"] == "remote"
+    # The namespace really is cut off from what the daemon publishes ...
+    assert found["api_direct"] is False and found["registry_direct"] is False
+    # ... and the forwarders bring both back, on its own loopback.
+    assert found["registry_status"] == 200
+    assert found["registry_host"].startswith("127.0.0.1:")
+    assert found["version"].startswith("v1.")
+    assert found["server"].startswith("https://127.0.0.1:")
+    assert found["socat_running"] == "running"
+    assert found["socat_left"] == []
+    assert (tmp_path / "kubeconfig-forwarded").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(registry.registry_name(name))
+
+
+def test_forwarder_on_a_taken_port_is_an_infrastructure_error():
+    import socket
+
+    from pyci.results import InfrastructureError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(InfrastructureError, match=f"port {port + 1}: 127.0.0.1:{port} is already in use"):
+            network.start_forwarder("no-such-container", port + 1, port, timeout=5)
+
+
+def test_forwarder_that_dies_is_an_infrastructure_error(monkeypatch, tmp_path):
+    from pyci.results import InfrastructureError
+
+    # socat refuses an address it cannot parse and exits at once; its stderr becomes the detail.
+    monkeypatch.setattr(network, "forwarder_command", lambda c, lp, rp: ["socat", "BOGUS-ADDRESS:1", "STDIO"])
+    port = network.choose_local_port(1)
+    with pytest.raises(InfrastructureError, match="exited") as err:
+        network.start_forwarder("no-such-container", 9, port, timeout=5)
+    assert "BOGUS" in err.value.detail or "unknown" in err.value.detail.lower()
