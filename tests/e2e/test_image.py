@@ -1,0 +1,113 @@
+"""The product image, built offline by tools/build-image, run the ways its users run it.
+
+The dry-run is started exactly as GitHub starts a docker action: every declared input as INPUT_<NAME>
+(hyphens kept), workdir /github/workspace, the file-command files GITHUB_OUTPUT and GITHUB_STEP_SUMMARY
+mounted under /github/file_commands, and the runner's Docker socket mounted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyci.settings import INPUTS
+from tests.conftest import REPO, lab_tool
+
+IMAGE = "pyci-lab/pyci:e2e"
+SOCKET = "/var/run/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def image(docker_client, lab_images) -> str:
+    for tool in ("kind", "kubectl", "tilt"):
+        lab_tool(tool)
+    done = subprocess.run([str(REPO / "tools" / "build-image"), IMAGE], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(done.stdout)  # the image size and its layers, for the -s / -ra report
+    return IMAGE
+
+
+@pytest.fixture
+def names(docker_client) -> Iterator[list[str]]:
+    """Container names a test starts (with --rm); whatever is still there afterwards is removed."""
+    started: list[str] = []
+    yield started
+    for name in started:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
+
+
+def docker_run(names: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    name = f"pyci-e2e-{os.getpid()}-{len(names)}"
+    names.append(name)
+    return subprocess.run(["docker", "run", "--rm", "--name", name, "--label", "io.pyci.lab=true", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_version_prints_the_bundled_tools(image: str, names: list[str]) -> None:
+    done = docker_run(names, image, "version")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("pyci ")
+    assert "kind: kind v0.30.0" in out
+    assert "tilt: v0.37.6" in out
+    assert "kubectl: Client Version: v1.34.4" in out
+    assert "docker: not found" not in out and "\ndocker: " in out
+    assert "pinned kubectl: v1.34.4" in out
+
+
+def test_socat_runs_in_the_image(image: str, names: list[str]) -> None:
+    done = docker_run(names, "--entrypoint", "socat", image, "-V")
+    assert done.returncode == 0, done.stderr
+    assert "socat version" in done.stdout
+
+
+def github_docker_action(tmp_path: Path, names: list[str], image: str, **inputs: str) -> tuple[
+        subprocess.CompletedProcess[str], Path]:
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO / "examples", workspace / "examples")
+    commands = tmp_path / "file_commands"
+    commands.mkdir()
+    (commands / "set_output").touch()
+    (commands / "step_summary").touch()
+    env = {f"INPUT_{spec.name.upper()}": inputs.get(spec.name, spec.default) for spec in INPUTS}
+    env |= {
+        "GITHUB_ACTIONS": "true", "CI": "true", "HOME": "/github/home",
+        "GITHUB_WORKSPACE": "/github/workspace", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_OUTPUT": "/github/file_commands/set_output",
+        "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
+    }
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    done = docker_run(
+        names, "--workdir", "/github/workspace", *env_args,
+        "-v", f"{SOCKET}:{SOCKET}",
+        "-v", f"{workspace}:/github/workspace",
+        "-v", f"{commands}:/github/file_commands",
+        image, "run", "--dry-run",
+    )
+    return done, commands
+
+
+def test_dry_run_as_a_github_docker_action(image: str, names: list[str], tmp_path: Path) -> None:
+    done, commands = github_docker_action(
+        tmp_path, names, image, **{"working-directory": "examples/hello", "cluster-name": "e2e-hello"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pyci run --dry-run: nothing is created" in done.stdout
+    assert "platform      github" in done.stdout
+    assert "tiltfile      examples/hello/Tiltfile" in done.stdout
+    assert "kind cluster e2e-hello" in done.stdout
+    assert (commands / "set_output").read_text() == ""  # a dry run reports nothing
+
+
+def test_a_bad_input_exits_2_with_one_clear_line(image: str, names: list[str], tmp_path: Path) -> None:
+    done, _ = github_docker_action(
+        tmp_path, names, image, **{"working-directory": "examples/hello", "timeout": "forever"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("pyci: error:")]
+    assert len(errors) == 1, done.stderr
+    assert "timeout" in errors[0] and "'forever'" in errors[0]

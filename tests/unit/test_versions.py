@@ -1,0 +1,54 @@
+"""entrypoint/pyci/versions.env: the one place tool versions and release digests are pinned."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pyci.cli import pinned_versions
+
+REPO = Path(__file__).resolve().parents[2]
+VERSIONS = REPO / "entrypoint" / "pyci" / "versions.env"
+TOOLS = ("KIND", "KUBECTL", "TILT", "DOCKER_CLI")
+LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.]+")  # sh-sourceable as is: no quotes, spaces or expansions
+
+
+def entries() -> dict[str, str]:
+    lines = [ln for ln in VERSIONS.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+    bad = [ln for ln in lines if not LINE.fullmatch(ln)]
+    assert bad == [], "versions.env must stay plain KEY=value lines"
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_every_tool_has_a_version_and_a_digest_or_unknown_per_arch() -> None:
+    found = entries()
+    suffixes = ("VERSION", "SHA256_AMD64", "SHA256_ARM64")
+    expected = {f"{tool}_{suffix}" for tool in TOOLS for suffix in suffixes}
+    assert set(found) == expected
+    for key, value in found.items():
+        if "_SHA256_" in key:  # never a guess: a published digest, or UNKNOWN (the build refuses it)
+            assert re.fullmatch(r"[0-9a-f]{64}", value) or value == "UNKNOWN", key
+
+
+def test_versions_match_the_lab_builds() -> None:
+    found = entries()
+    go_tools = (REPO / "tools" / "build-go-tools").read_text(encoding="utf-8")
+    assert f"K8S={found['KUBECTL_VERSION']}" in go_tools
+    assert f"main.version={found['TILT_VERSION'].removeprefix('v')}" in go_tools
+    assert re.search(rf"sigs\.k8s\.io/kind {re.escape(found['KIND_VERSION'])}\b",
+                     (REPO / "tools" / "go.mod").read_text(encoding="utf-8"))
+
+
+def test_the_dockerfile_reads_every_pin_from_versions_env() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY entrypoint/pyci/versions.env" in dockerfile
+    assert ". /build/versions.env" in dockerfile
+    for tool in TOOLS:
+        assert f"${tool}_VERSION" in dockerfile or f"${{{tool}_VERSION" in dockerfile, tool
+        assert f"sha {tool})" in dockerfile, f"{tool} download is not checked against its digest"
+    assert "sha256sum -c" in dockerfile
+    assert "UNKNOWN" in dockerfile  # the download refuses a missing digest instead of skipping the check
+
+
+def test_pyci_reads_the_same_file() -> None:
+    assert pinned_versions() == entries()

@@ -1,0 +1,91 @@
+"""The GitHub workflows: schema-valid, clean under actionlint, actions pinned by commit, doing their jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import LAB_BIN, lab_missing
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+SCHEMAS = REPO.parent / "shared" / "schemas"
+NAMES = ("ci.yml", "e2e.yml", "release.yml")
+PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+
+
+def load(name: str) -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    loaded["on"] = loaded.pop(True, loaded.get("on"))  # YAML 1.1 reads the key `on` as True
+    return loaded
+
+
+def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_valid_against_the_github_workflow_schema(name: str) -> None:
+    schema = json.loads((SCHEMAS / "github-workflow.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(load(name))]
+    assert errors == []
+
+
+def test_clean_under_actionlint() -> None:
+    actionlint = LAB_BIN / "actionlint"
+    if not actionlint.is_file():
+        lab_missing(f"Go tool actionlint in {LAB_BIN}")
+    done = subprocess.run(
+        [str(actionlint), *NAMES], cwd=WORKFLOWS, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_third_party_actions_are_pinned_by_commit(name: str) -> None:
+    for step in steps(load(name)):
+        uses = step.get("uses")
+        if uses and not uses.startswith(("./", "docker://")):
+            assert PINNED.fullmatch(uses), f"{uses} is not pinned to a full commit SHA"
+
+
+def test_ci_lints_type_checks_and_runs_the_tests() -> None:
+    commands = " ".join(step.get("run", "") for step in steps(load("ci.yml")))
+    for needed in ("ruff check", "mypy", "tools/test", "tools/pack-orb --check"):
+        assert needed in commands, needed
+
+
+def test_e2e_runs_the_action_on_hello_and_expects_broken_to_fail() -> None:
+    jobs = load("e2e.yml")["jobs"]
+    hello = next(s for s in jobs["hello"]["steps"] if s.get("uses") == "./")
+    assert hello["with"]["working-directory"] == "examples/hello"
+    broken_steps = jobs["broken"]["steps"]
+    broken = next(s for s in broken_steps if s.get("uses") == "./")
+    assert broken["with"]["working-directory"] == "examples/broken"
+    assert broken["continue-on-error"] is True
+    check = broken_steps[broken_steps.index(broken) + 1]
+    assert check["env"]["RESULT"] == f"${{{{ steps.{broken['id']}.outputs.result }}}}"
+    assert 'test "$RESULT" = failure' in check["run"]
+    assert all(job["runs-on"] == "ubuntu-latest" for job in jobs.values())
+
+
+def test_release_pushes_a_multi_arch_image_with_sbom_and_provenance_and_moves_v1() -> None:
+    release = load("release.yml")
+    assert release["on"] == {"push": {"tags": ["v*"]}}
+    build = next(s for s in steps(release) if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    assert build["with"]["push"] is True
+    assert build["with"]["sbom"] is True
+    assert build["with"]["provenance"] == "mode=max"
+    meta = next(s for s in steps(release) if s.get("uses", "").startswith("docker/metadata-action@"))
+    assert "type=semver,pattern=v{{major}}" in meta["with"]["tags"]
+    action = yaml.safe_load((REPO / "action.yml").read_text(encoding="utf-8"))
+    assert action["runs"]["image"] == f"docker://{release['env']['IMAGE']}:v1"
