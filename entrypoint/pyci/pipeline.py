@@ -170,8 +170,12 @@ def _tilt(state: Run, kubeconfig: Path) -> Any:
     from pyci import tilt
 
     with state.stage("tilt ci"):
-        return tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
-                           log=state.platform.untrusted, cancel=state.cancel)
+        outcome = tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
+                              log=state.platform.untrusted, cancel=state.cancel)
+    if outcome.exit_code != 0:
+        stage = state.stages[-1]
+        stage.ok, stage.error = False, outcome.error or f"tilt ci exited {outcome.exit_code}"
+    return outcome
 
 
 def _readiness(state: Run, api: Any, tilt_ok: bool) -> list[ResourceResult]:
