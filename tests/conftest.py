@@ -104,11 +104,9 @@ def lab_tool(name: str) -> Path:
 def control_plane(lab_bin: Path) -> Iterator[object]:
     from tests.lab.controlplane import ControlPlane
 
-    for tool in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+    for tool in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "etcd"):
         lab_tool(tool)
-    if not shutil.which("etcd"):
-        lab_missing("etcd (Debian's etcd-server)")
-    cp = ControlPlane(bin_dir=lab_bin)
+    cp = ControlPlane(bin_dir=lab_bin, etcd_bin=str(lab_bin / "etcd"))
     try:
         cp.start()
     except Exception:

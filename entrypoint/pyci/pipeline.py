@@ -8,6 +8,7 @@ Cancelled in the main thread; child processes (kind, tilt, socat) are stopped, t
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import contextlib
 import logging
 import os
@@ -172,7 +173,12 @@ def _tilt(state: Run, kubeconfig: Path) -> Any:
     with state.stage("tilt ci"):
         outcome = tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
                               log=state.platform.untrusted, cancel=state.cancel)
-    if outcome.exit_code != 0:
+    if outcome.exit_code == 0:
+        # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
+        # lag behind (a resource still "pending" in it), so its word wins.
+        outcome.resources = [dataclasses.replace(r, ok=True, reason=None, message=None)
+                             for r in outcome.resources]
+    else:
         stage = state.stages[-1]
         stage.ok, stage.error = False, outcome.error or f"tilt ci exited {outcome.exit_code}"
     return outcome
