@@ -1,0 +1,146 @@
+"""Benchmark: pyci's own overhead against the plain recipe, on the lab control plane.
+
+plain  = a registry container (`docker run`) + the local-registry-hosting ConfigMap (`kubectl apply`)
+         + `tilt ci` + `docker rm`  — what kind's docs and a CI script do by hand (the kind cluster
+         itself is the same in both, so it is left out: the lab control plane stands in for it)
+pyci   = `pyci run --cluster existing` on the same Tiltfile
+Each repetition deploys into a fresh namespace. Also measures readiness detection latency: the last
+pod turning Ready (as a watch of our own sees it) -> readiness.wait_healthy returning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.conftest import LAB_BIN  # noqa: E402
+from tests.lab.controlplane import ControlPlane, free_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "tests" / "integration" / "apps" / "twosvc"
+ENV = {**os.environ, "PATH": f"{LAB_BIN}{os.pathsep}{os.environ['PATH']}", "TILT_DISABLE_ANALYTICS": "1"}
+
+
+def namespace(cp: ControlPlane, name: str) -> str:
+    from kubernetes import client
+
+    client.CoreV1Api(cp.api_client()).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def run_plain(cp: ControlPlane, app: Path, ns: str) -> float:
+    t0 = time.monotonic()
+    port = free_port()
+    name = f"bench-plain-{ns}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000",
+                    "pyci-lab/registry:latest"], check=True, capture_output=True, env=ENV)
+    try:
+        cm = ("apiVersion: v1\nkind: ConfigMap\n"
+              "metadata: {name: local-registry-hosting, namespace: kube-public}\n"
+              f"data:\n  localRegistryHosting.v1: |\n    host: \"localhost:{port}\"\n")
+        subprocess.run(["kubectl", "--kubeconfig", str(cp.kubeconfig), "apply", "-f", "-"],
+                       input=cm.encode(), check=True, capture_output=True, env=ENV)
+        subprocess.run(["tilt", "ci", "--timeout", "3m", "--port", str(free_port()), "--",
+                        f"--namespace={ns}"], cwd=app, check=True, capture_output=True,
+                       env={**ENV, "KUBECONFIG": str(cp.kubeconfig)})
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], check=True, capture_output=True, env=ENV)
+    return time.monotonic() - t0
+
+
+def run_pyci(cp: ControlPlane, app: Path, ns: str, out: Path) -> float:
+    t0 = time.monotonic()
+    subprocess.run(["pyci", "run", "--cluster", "existing", "--kubeconfig", str(cp.kubeconfig),
+                    "--cluster-name", f"bench-{ns}", "--registry-image", "pyci-lab/registry:latest",
+                    "--registry-port", "0", "--working-directory", str(app), f"--tilt-args=--namespace={ns}",
+                    "--namespaces", ns, "--timeout", "3m", "--junit", str(out / f"{ns}.xml"),
+                    "--artifacts-dir", str(out / ns), "--summary", "false"],
+                   check=True, capture_output=True, env=ENV)
+    return time.monotonic() - t0
+
+
+def readiness_latency(cp: ControlPlane, ns: str) -> float:
+    """Last pod Ready (seen by our own watch) -> wait_healthy returns."""
+    from kubernetes import client, watch
+
+    from pyci import readiness
+
+    api = cp.api_client()
+    result: dict[str, float] = {}
+
+    def waiter() -> None:
+        readiness.wait_healthy(api, [ns], 60, {}, 3, log=lambda _l: None)
+        result["done"] = time.monotonic()
+
+    def last_ready() -> None:
+        ready: set[str] = set()
+        for ev in watch.Watch().stream(client.CoreV1Api(api).list_namespaced_pod, ns, timeout_seconds=60):
+            pod = ev["object"]
+            if any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+                ready.add(pod.metadata.name)
+            if len(ready) == 3:
+                result["ready"] = time.monotonic()
+                return
+
+    labels = {"app": "lat"}
+    client.AppsV1Api(api).create_namespaced_deployment(ns, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="lat"),
+        spec=client.V1DeploymentSpec(replicas=3, selector=client.V1LabelSelector(match_labels=labels),
+                                     template=client.V1PodTemplateSpec(
+                                         metadata=client.V1ObjectMeta(labels=labels),
+                                         spec=client.V1PodSpec(containers=[client.V1Container(
+                                             name="c", image="lab/none:1")])))))
+    threads = [threading.Thread(target=f) for f in (last_ready, waiter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    return result["done"] - result["ready"]
+
+
+def spread(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.2f}s, min {min(xs):.2f}s, max {max(xs):.2f}s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    cp = ControlPlane(bin_dir=LAB_BIN, etcd_bin=str(LAB_BIN / "etcd")).start()
+    work = Path(tempfile.mkdtemp(prefix="pyci-bench-"))
+    app = work / "app"
+    shutil.copytree(APP, app)
+    plain, pyci, latency = [], [], []
+    try:
+        run_plain(cp, app, namespace(cp, "warm"))  # warm the docker build cache for both
+        for i in range(args.reps):
+            plain.append(run_plain(cp, app, namespace(cp, f"plain-{i}")))
+            pyci.append(run_pyci(cp, app, namespace(cp, f"pyci-{i}"), work))
+            latency.append(readiness_latency(cp, namespace(cp, f"lat-{i}")))
+            print(f"rep {i + 1}: plain {plain[-1]:.2f}s  pyci {pyci[-1]:.2f}s  "
+                  f"readiness latency {latency[-1] * 1000:.0f}ms", flush=True)
+    finally:
+        cp.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    overhead = [p - q for p, q in zip(pyci, plain, strict=True)]
+    print(f"plain recipe (registry + ConfigMap + tilt ci): {spread(plain)}")
+    print(f"pyci run (cluster: existing):                  {spread(pyci)}")
+    print(f"pyci overhead:                                 {spread(overhead)}  "
+          f"(ratio pyci/plain {statistics.median(pyci) / statistics.median(plain):.2f})")
+    print(f"readiness detection latency:                   {spread(latency)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
