@@ -8,8 +8,8 @@ Cancelled in the main thread; child processes (kind, tilt, socat) are stopped, t
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import os
 import signal

@@ -340,6 +340,8 @@ class Cache:
         """Top-level workloads: no controller we know how to watch (bare Pods and ReplicaSets count)."""
         out = {}
         for key, obj in self.objects.items():
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                continue  # going away: nothing to wait for
             owner = controller_of(obj)
             if owner and owner[0] in WORKLOAD_KINDS:
                 if (owner[0], key[1], owner[1]) in self.objects or key[0] in ("Pod", "ReplicaSet"):
@@ -350,7 +352,7 @@ class Cache:
     def pods_by_workload(self) -> dict[Key, list[Obj]]:
         out: dict[Key, list[Obj]] = {}
         for key, obj in self.objects.items():
-            if key[0] != "Pod":
+            if key[0] != "Pod" or (obj.get("metadata") or {}).get("deletionTimestamp"):
                 continue
             owner = self.owner_workload(obj)
             if owner:

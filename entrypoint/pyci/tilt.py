@@ -46,6 +46,8 @@ _WAIT_REASONS = {
     "unknown": "waiting",
 }
 # `     api │ Building Dockerfile` -> ("api", "Building Dockerfile")
+_DONE_IN = re.compile(r"DONE IN: ([0-9.]+)s")
+_READY_LINE = re.compile(r"┊ Ready\s+- (?!\(…\))")
 _PREFIXED_LINE = re.compile(r"^\s*(?P<name>\S+)\s*│ ?(?P<text>.*)$")
 
 
@@ -189,19 +191,60 @@ def resource_result(resource: Mapping[str, Any], started: float | None) -> Resou
     )
 
 
-def resources_from_snapshot(snapshot: Mapping[str, Any]) -> list[ResourceResult]:
+@dataclass
+class LogFacts:
+    """What the snapshot's log says about one resource (the log is current; uiResources may lag)."""
+
+    build_seconds: float | None = None
+    ready_at: float | None = None  # POSIX time of the pod tracker's `Ready - <time>` line
+
+
+def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
+    """resource name -> LogFacts, from the snapshot's `logList` (spans name the resource)."""
+    view = snapshot.get("view", snapshot)
+    log_list = view.get("logList") or {}
+    spans = {k: str((v or {}).get("manifestName") or "") for k, v in (log_list.get("spans") or {}).items()}
+    facts: dict[str, LogFacts] = {}
+    for segment in log_list.get("segments") or []:
+        name = spans.get(str(segment.get("spanId", "")), "")
+        text = str(segment.get("text") or "")
+        if not name:
+            continue
+        done = _DONE_IN.search(text)
+        if done:
+            fact = facts.setdefault(name, LogFacts())
+            fact.build_seconds = round((fact.build_seconds or 0.0) + float(done.group(1)), 3)
+        if _READY_LINE.search(text):
+            facts.setdefault(name, LogFacts()).ready_at = parse_time(segment.get("time"))
+    return facts
+
+
+def resources_from_snapshot(
+    snapshot: Mapping[str, Any], exit_code: int | None = None
+) -> list[ResourceResult]:
     """Every tilt resource in a `--output-snapshot-on-exit` snapshot.
 
     `(Tiltfile)` is left out unless it failed (then it is the cause worth reporting); disabled
-    resources are left out.
+    resources are left out. The snapshot's uiResources can lag the end of the run by a moment
+    (seen: a resource still "pending" after `tilt ci` printed SUCCESS), so build and ready times
+    missing there come from the snapshot's log, and `exit_code` 0 (tilt ci said every resource
+    is healthy) overrules a stale pending status.
     """
-    started = _session_start(snapshot)
+    started = _session_start(snapshot) or parse_time(snapshot.get("view", snapshot).get("tiltStartTime"))
+    facts = log_facts(snapshot)
     results = []
     for resource in _uiresources(snapshot):
         status = resource.get("status") or {}
         if _is_disabled(status):
             continue
         result = resource_result(resource, started)
+        fact = facts.get(result.name, LogFacts())
+        if result.build_seconds is None and fact.build_seconds is not None:
+            result.build_seconds = fact.build_seconds
+        if exit_code == 0 and not result.ok and result.reason in ("NotBuilt", "NotReady"):
+            result = dataclasses.replace(result, ok=True, reason=None, message=None)
+        if result.ok and result.ready_seconds is None and fact.ready_at is not None and started is not None:
+            result.ready_seconds = round(fact.ready_at - started, 3)
         if result.name == TILTFILE_RESOURCE and result.ok:
             continue
         results.append(result)
@@ -532,7 +575,8 @@ def run_ci(
     resources: list[ResourceResult] = []
     if snapshot is not None:
         try:
-            resources = resources_from_snapshot(json.loads(snapshot.read_text(encoding="utf-8")))
+            data = json.loads(snapshot.read_text(encoding="utf-8"))
+            resources = resources_from_snapshot(data, exit_code)
         except (OSError, ValueError) as exc:
             log(f"tilt: cannot read snapshot {snapshot}: {exc}")
     resources = merge_errors(resources, session_errors(poller.last_session), tails, error)

@@ -40,7 +40,8 @@ def workspace(tmp_path):
     return tmp_path
 
 
-def pyci_command(control_plane, workspace: Path, namespace: str, *extra: str, tilt_args: str = "") -> list[str]:
+def pyci_command(control_plane, workspace: Path, namespace: str, *extra: str,
+                 tilt_args: str = "") -> list[str]:
     return [
         sys.executable, "-m", "pyci", "run",
         "--cluster", "existing", "--kubeconfig", str(control_plane.kubeconfig),
