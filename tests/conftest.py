@@ -28,6 +28,10 @@ LAB_PROCESS_NAMES = {"tilt", "socat", "kwok", "kube-apiserver", "kube-controller
 if LAB_BIN.is_dir():
     os.environ["PATH"] = f"{LAB_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("TILT_DISABLE_ANALYTICS", "1")
+# Subprocesses (`python -m pyci`, containers mounting the source) run this checkout's code, whichever
+# checkout the editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO / "entrypoint"), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def lab_missing(what: str) -> None:
