@@ -46,6 +46,7 @@ _WAIT_REASONS = {
     "unknown": "waiting",
 }
 # `     api │ Building Dockerfile` -> ("api", "Building Dockerfile")
+_ERROR_LINE = re.compile(r"^ERROR: (?:Build Failed: )?(.+)$")
 _DONE_IN = re.compile(r"DONE IN: ([0-9.]+)s")
 _READY_LINE = re.compile(r"┊ Ready\s+- (?!\(…\))")
 _PREFIXED_LINE = re.compile(r"^\s*(?P<name>\S+)\s*│ ?(?P<text>.*)$")
@@ -197,6 +198,18 @@ class LogFacts:
 
     build_seconds: float | None = None
     ready_at: float | None = None  # POSIX time of the pod tracker's `Ready - <time>` line
+    error: str | None = None  # the last `ERROR: Build Failed: ...` line of the resource
+
+
+def log_error(lines: Iterable[str]) -> str | None:
+    """The last `ERROR: ...` line of one resource's log, without `ERROR: ` and `Build Failed: `."""
+    found = None
+    for line in lines:
+        for part in line.splitlines():
+            match = _ERROR_LINE.match(part.strip())
+            if match:
+                found = match.group(1)
+    return found
 
 
 def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
@@ -214,6 +227,9 @@ def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
         if done:
             fact = facts.setdefault(name, LogFacts())
             fact.build_seconds = round((fact.build_seconds or 0.0) + float(done.group(1)), 3)
+        error = log_error([text])
+        if error:
+            facts.setdefault(name, LogFacts()).error = error
         if _READY_LINE.search(text):
             facts.setdefault(name, LogFacts()).ready_at = parse_time(segment.get("time"))
     return facts
@@ -241,6 +257,8 @@ def resources_from_snapshot(
         fact = facts.get(result.name, LogFacts())
         if result.build_seconds is None and fact.build_seconds is not None:
             result.build_seconds = fact.build_seconds
+        if fact.error and result.reason in ("NotBuilt", "NotReady", None):  # the log is ahead
+            result = dataclasses.replace(result, ok=False, reason="BuildFailed", message=fact.error)
         if exit_code == 0 and not result.ok and result.reason in ("NotBuilt", "NotReady"):
             result = dataclasses.replace(result, ok=True, reason=None, message=None)
         if result.ok and result.ready_seconds is None and fact.ready_at is not None and started is not None:
@@ -390,6 +408,9 @@ def merge_errors(
     out = []
     for res in resources:
         reason, err = session_errs.get(res.name, ("", ""))
+        if not err and not res.ok and res.reason in ("NotBuilt", "NotReady"):
+            err = log_error(tail_by_resource.get(res.name, ())) or ""
+            reason = "BuildFailed"
         if err and (res.ok or not res.message or res.reason in ("NotBuilt", "NotReady")):
             res = dataclasses.replace(res, ok=False, ready_seconds=None, reason=reason, message=err)
         if not res.ok and error and not res.message:

@@ -1,0 +1,2 @@
+FROM pyci-lab/base:latest
+RUN echo "compiling..." && exit 3

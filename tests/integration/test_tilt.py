@@ -1,0 +1,187 @@
+"""pyci.tilt with the real tilt (lab build of v0.37.6) against the lab control plane and registry.
+
+Each test copies its app from tests/integration/apps into a temp folder and deploys into a fresh
+namespace (a kubeconfig copy whose context names it). kwok runs no containers: images are built by
+the real daemon and pushed to the real lab registry, pods turn Ready without pulling them.
+
+`PYCI_UPDATE_FIXTURES=1` makes the healthy and the broken test save their snapshots as
+tests/fixtures/tilt-snapshot-ok.json and tilt-snapshot-fail.json (used by the unit tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from pyci import readiness, tilt
+from pyci.results import Cancelled
+from pyci.settings import Settings
+from tests.integration.test_readiness import delete_namespace, new_namespace, untaint_lab_node
+
+pytestmark = pytest.mark.integration
+
+APPS = Path(__file__).resolve().parent / "apps"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+UPDATE_FIXTURES = os.environ.get("PYCI_UPDATE_FIXTURES") == "1"
+
+
+@pytest.fixture(scope="module")
+def api(control_plane) -> Iterator[client.ApiClient]:
+    api_client = control_plane.api_client()
+    untaint_lab_node(api_client)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="module")
+def registry_hosting(api, lab_registry) -> Iterator[str]:
+    """The KEP-1755 ConfigMap that tells tilt where to push (registry.py applies it in a real run)."""
+    core = client.CoreV1Api(api)
+    body = {
+        "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
+        "data": {"localRegistryHosting.v1": f'host: "{lab_registry.host}"\nhelp: "pyci lab registry"\n'},
+    }
+    core.create_namespaced_config_map("kube-public", body, _request_timeout=30)
+    yield lab_registry.host
+    try:
+        core.delete_namespaced_config_map("local-registry-hosting", "kube-public", _request_timeout=30)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.fixture
+def app(api, registry_hosting, control_plane, tmp_path, request) -> Iterator[dict]:
+    """A copy of apps/<name> (the indirect parameter), a namespace and a kubeconfig using it."""
+    name = request.param
+    folder = tmp_path / name
+    shutil.copytree(APPS / name, folder)
+    namespace = new_namespace(api, "pyci-tilt")
+    config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    for ctx in config["contexts"]:
+        ctx["context"]["namespace"] = namespace
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig.chmod(0o600)
+    yield {"dir": folder, "namespace": namespace, "kubeconfig": kubeconfig, "artifacts": tmp_path / "art"}
+    delete_namespace(api, namespace)
+
+
+def run(app: dict, lines: list[str], timeout: float = 120, progress: float = 1.0, cancel=None):
+    settings = Settings(tiltfile=app["dir"] / "Tiltfile", timeout=timeout, progress_interval=progress)
+    return tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append, cancel)
+
+
+def tilt_processes(marker: str) -> list[int]:
+    """pids of tilt processes whose command line mentions `marker` (the test's temp folder)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].decode()) == "tilt" and marker.encode() in b" ".join(argv):
+            found.append(int(pid))
+    return found
+
+
+def save_fixture(snapshot: Path | None, name: str) -> None:
+    if UPDATE_FIXTURES and snapshot is not None:
+        FIXTURES.mkdir(exist_ok=True)
+        data = json.loads(snapshot.read_text())
+        (FIXTURES / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("app", ["healthy"], indirect=True)
+def test_healthy_two_services(app, api):
+    lines: list[str] = []
+    out = run(app, lines)
+    assert out.exit_code == 0, "\n".join(lines[-40:])
+    assert out.error is None
+    assert any("SUCCESS" in line for line in lines)
+    by = {r.name: r for r in out.resources}
+    assert {"api", "web"} <= set(by), out.resources
+    for name in ("api", "web"):
+        assert by[name].ok and by[name].source == "tilt"
+        assert by[name].build_seconds and by[name].build_seconds > 0
+        assert by[name].ready_seconds and by[name].ready_seconds > 0
+    assert out.snapshot is not None and out.snapshot.is_file()
+    tilt_lines = [x for x in lines if not x.startswith(("waiting on", "tilt: "))]
+    assert out.log_path.read_text().splitlines() == tilt_lines
+    save_fixture(out.snapshot, "tilt-snapshot-ok.json")
+
+    results = readiness.wait_healthy(api, [app["namespace"]], 60, {}, 3, lines.append)
+    assert sorted(r.name for r in results) == [f"deployment/{app['namespace']}/{n}" for n in ("api", "web")]
+    assert all(r.ok for r in results), results
+
+
+@pytest.mark.parametrize("app", ["broken"], indirect=True)
+def test_build_failure(app):
+    lines: list[str] = []
+    t0 = time.monotonic()
+    out = run(app, lines)
+    assert time.monotonic() - t0 < 100
+    assert out.exit_code != 0
+    assert out.error, lines[-20:]
+    by = {r.name: r for r in out.resources}
+    bad = [by["broken"]]
+    assert (bad[0].ok, bad[0].reason) == (False, "BuildFailed"), out.resources
+    # tilt ci stops at the first failure: the healthy one may not have been seen Ready by then
+    assert by["ok"].ok or by["ok"].reason in ("NotReady", "NotBuilt"), by["ok"]
+    print(bad[0], out.error, sep="\n")
+    assert "3" in (bad[0].message or "")
+    assert "compiling..." in bad[0].logs or "compiling..." in out.log_path.read_text()
+    save_fixture(out.snapshot, "tilt-snapshot-fail.json")
+
+
+@pytest.mark.parametrize("app", ["slow"], indirect=True)
+def test_timeout_logs_waiting_lines(app):
+    lines: list[str] = []
+    t0 = time.monotonic()
+    out = run(app, lines, timeout=8, progress=1.0)
+    took = time.monotonic() - t0
+    assert out.exit_code != 0
+    assert 8 <= took < 40, took
+    assert out.error and "imeout" in out.error, out.error
+    assert out.waiting_lines, lines
+    assert all(line.startswith("waiting on: ") for line in out.waiting_lines)
+    assert any("slow (" in line for line in out.waiting_lines), out.waiting_lines
+    slow = {r.name: r for r in out.resources}["slow"]
+    assert not slow.ok
+    print("\n".join(out.waiting_lines[-3:]))
+
+
+@pytest.mark.parametrize("app", ["slow"], indirect=True)
+def test_cancel_stops_tilt(app):
+    lines: list[str] = []
+    cancel = threading.Event()
+    threading.Timer(4.0, cancel.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        run(app, lines, timeout=120, cancel=cancel)
+    assert time.monotonic() - t0 < 20
+    assert tilt_processes(str(app["dir"])) == []
+
+
+@pytest.mark.parametrize("app", ["crashing"], indirect=True)
+def test_crashing_service_then_readiness_explains_it(app, api):
+    lines: list[str] = []
+    out = run(app, lines, timeout=60)
+    print(f"tilt ci exit {out.exit_code}: {out.error}")
+    assert out.exit_code != 0
+    t0 = time.monotonic()
+    results = readiness.wait_healthy(api, [app["namespace"]], 120, {}, 3, lines.append)
+    assert time.monotonic() - t0 < 10
+    by = {r.name.split("/")[-1]: r for r in results}
+    assert by["fine"].ok
+    assert (by["crasher"].ok, by["crasher"].reason) == (False, "CrashLoopBackOff")

@@ -1,0 +1,382 @@
+"""Pure parts of pyci.readiness: health rules, classification, owner mapping, allowances."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pyci import readiness as r
+
+
+def meta(name, ns="default", gen=1, owner=None, labels=None, created="2026-11-22T10:00:00Z"):
+    m = {"name": name, "namespace": ns, "generation": gen, "creationTimestamp": created}
+    if owner:
+        m["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    if labels:
+        m["labels"] = labels
+    return m
+
+
+def deployment(name="web", replicas=2, updated=2, available=2, total=None, observed=1, conditions=()):
+    return {
+        "metadata": meta(name),
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas if total is None else total,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "conditions": list(conditions),
+        },
+    }
+
+
+def pod(name="web-1", owner=("ReplicaSet", "web-5d4"), phase="Running", ready=True, statuses=(), conds=()):
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}, *conds]
+    return {
+        "metadata": meta(name, owner=owner, labels={"pod-template-hash": "5d4"}),
+        "spec": {"containers": [{"name": "app", "image": "localhost:5001/web:tilt-1"}]},
+        "status": {"phase": phase, "conditions": conditions, "containerStatuses": list(statuses)},
+    }
+
+
+def cstatus(name="app", waiting=None, running=False, last=None, restarts=0, ready=False, terminated=None):
+    state = {}
+    if waiting:
+        state["waiting"] = waiting
+    if running:
+        state["running"] = {"startedAt": "x"}
+    if terminated:
+        state["terminated"] = terminated
+    return {
+        "name": name,
+        "ready": ready,
+        "restartCount": restarts,
+        "state": state,
+        "lastState": {"terminated": last} if last else {},
+        "image": "img",
+    }
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("obj", "healthy"),
+    [
+        (deployment(), True),
+        (deployment(available=1), False),
+        (deployment(updated=1), False),
+        (deployment(total=3), False),  # an old replica still around
+        (deployment(observed=0), False),
+        (deployment(replicas=0, updated=0, available=0), True),
+    ],
+)
+def test_deployment_health(obj, healthy):
+    assert r.workload_health("Deployment", obj)[0] is healthy
+
+
+def test_deployment_default_replicas_is_one():
+    obj = deployment(updated=1, available=1, total=1)
+    del obj["spec"]["replicas"]
+    assert r.workload_health("Deployment", obj) == (True, "1/1 available, 1/1 updated")
+
+
+def sts(ready=3, current="a", update="a", strategy=None):
+    spec = {"replicas": 3}
+    if strategy:
+        spec["updateStrategy"] = {"type": strategy}
+    return {
+        "metadata": meta("db"),
+        "spec": spec,
+        "status": {"observedGeneration": 1, "readyReplicas": ready, "currentRevision": current,
+                   "updateRevision": update},
+    }  # fmt: skip
+
+
+def test_statefulset_health():
+    assert r.workload_health("StatefulSet", sts())[0]
+    assert not r.workload_health("StatefulSet", sts(ready=2))[0]
+    assert r.workload_health("StatefulSet", sts(update="b")) == (False, "3/3 ready, rollout in progress")
+    assert r.workload_health("StatefulSet", sts(update="b", strategy="OnDelete"))[0]
+
+
+def test_daemonset_health():
+    ds = {"metadata": meta("agent"), "status": {"observedGeneration": 1, "desiredNumberScheduled": 2,
+                                               "numberReady": 1}}  # fmt: skip
+    assert r.workload_health("DaemonSet", ds) == (False, "1/2 ready")
+    ds["status"]["numberReady"] = 2
+    assert r.workload_health("DaemonSet", ds)[0]
+
+
+def job(succeeded=0, completions=None, conditions=()):
+    spec = {} if completions is None else {"completions": completions}
+    return {"metadata": meta("migrate"), "spec": spec,
+            "status": {"succeeded": succeeded, "conditions": list(conditions)}}  # fmt: skip
+
+
+def test_job_health():
+    assert not r.workload_health("Job", job())[0]
+    assert r.workload_health("Job", job(succeeded=1))[0]
+    assert not r.workload_health("Job", job(succeeded=1, completions=3))[0]
+    assert r.workload_health("Job", job(conditions=[{"type": "Complete", "status": "True"}]))[0]
+
+
+def test_pod_health():
+    assert r.workload_health("Pod", pod(owner=None))[0]
+    assert not r.workload_health("Pod", pod(owner=None, ready=False))[0]
+    assert r.workload_health("Pod", pod(owner=None, phase="Succeeded", ready=False))[0]
+
+
+# --- classification --------------------------------------------------------------------------------
+
+
+def test_crashloop_beyond_max_restarts_is_fatal_with_previous_logs():
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=5, last={"exitCode": 1, "reason": "Error"})
+    p = r.pod_problem(pod(ready=False, statuses=[cs]), max_restarts=3)
+    assert p is not None
+    assert (p.reason, p.fatal, p.pod, p.container, p.previous_logs) == (
+        "CrashLoopBackOff", True, "web-1", "app", True)  # fmt: skip
+    assert "5 restarts, last exit code 1" in p.message
+
+
+def test_crashloop_within_max_restarts_is_not_fatal():
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=2, last={"exitCode": 1})
+    p = r.pod_problem(pod(ready=False, statuses=[cs]), max_restarts=3)
+    assert p is not None and p.reason == "CrashLoopBackOff" and not p.fatal
+
+
+def test_oomkilled():
+    cs = cstatus(
+        waiting={"reason": "CrashLoopBackOff"}, restarts=4, last={"reason": "OOMKilled", "exitCode": 137}
+    )
+    p = r.pod_problem(pod(ready=False, statuses=[cs]), max_restarts=3)
+    assert p is not None and (p.reason, p.fatal) == ("OOMKilled", True)
+
+
+def test_image_pull_backoff_is_fatal_err_image_pull_not_yet():
+    msg = 'Back-off pulling image "nope:1"'
+    p = r.pod_problem(
+        pod(ready=False, statuses=[cstatus(waiting={"reason": "ImagePullBackOff", "message": msg})]), 3
+    )
+    assert p is not None and (p.reason, p.fatal) == ("ImagePullBackOff", True)
+    assert "localhost:5001/web:tilt-1" in p.message and msg in p.message
+    p = r.pod_problem(pod(ready=False, statuses=[cstatus(waiting={"reason": "ErrImagePull"})]), 3)
+    assert p is not None and (p.reason, p.fatal) == ("ImagePullBackOff", False)
+
+
+def test_unschedulable_carries_scheduler_message_and_since():
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+            "lastTransitionTime": "2026-11-22T10:00:00Z"}  # fmt: skip
+    p = r.pod_problem(pod(phase="Pending", ready=False, conds=[cond]), 3)
+    assert p is not None and (p.reason, p.fatal) == ("Unschedulable", False)
+    assert "didn't match Pod's node affinity/selector" in p.message
+    assert p.since == pytest.approx(1795341600.0)
+
+
+def test_readiness_probe_failing():
+    p = r.pod_problem(pod(ready=False, statuses=[cstatus(running=True)]), 3)
+    assert p is not None and (p.reason, p.fatal, p.container) == ("ReadinessProbeFailing", False, "app")
+
+
+def test_config_error():
+    cs = cstatus(waiting={"reason": "CreateContainerConfigError", "message": 'secret "x" not found'})
+    p = r.pod_problem(pod(ready=False, statuses=[cs]), 3)
+    assert p is not None and p.reason == "CreateContainerConfigError" and 'secret "x"' in p.message
+
+
+def test_healthy_pod_has_no_problem():
+    assert r.pod_problem(pod(statuses=[cstatus(running=True, ready=True)]), 3) is None
+
+
+def test_failed_pod_fatal_only_as_bare_pod():
+    failed = pod(owner=None, phase="Failed", ready=False,
+                 statuses=[cstatus(terminated={"exitCode": 2, "reason": "Error"})])  # fmt: skip
+    p = r.pod_problem(failed, 3)
+    assert p is not None and (p.reason, p.fatal) == ("PodFailed", False)
+    bare = r.workload_problem("Pod", failed, [], 3)
+    assert bare is not None and bare.fatal
+
+
+def test_job_failed_condition_is_fatal_and_names_a_pod():
+    j = job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": "Job has reached the specified backoff limit"}])  # fmt: skip
+    jp = pod("migrate-x", owner=("Job", "migrate"), phase="Failed", ready=False,
+             statuses=[cstatus(terminated={"exitCode": 1})])  # fmt: skip
+    p = r.workload_problem("Job", j, [jp], 3)
+    assert p is not None and (p.reason, p.fatal, p.pod) == ("JobFailed", True, "migrate-x")
+    assert "backoff limit" in p.message
+
+
+def test_job_with_a_failed_pod_still_retrying_is_not_fatal():
+    jp = pod("migrate-x", owner=("Job", "migrate"), phase="Failed", ready=False)
+    p = r.workload_problem("Job", job(), [jp], 3)
+    assert p is not None and not p.fatal
+
+
+def test_progress_deadline_exceeded_is_fatal_and_keeps_pod_cause():
+    cond = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "web-5d4" has timed out progressing.'}  # fmt: skip
+    d = deployment(available=0, conditions=[cond])
+    p = r.workload_problem("Deployment", d, [], 3)
+    assert p is not None and (p.reason, p.fatal) == ("ProgressDeadlineExceeded", True)
+    notready = pod(ready=False, statuses=[cstatus(running=True)])
+    p = r.workload_problem("Deployment", d, [notready], 3)
+    assert p is not None and (p.reason, p.fatal) == ("ReadinessProbeFailing", True)
+    assert "timed out progressing" in p.message
+
+
+def test_worst_pod_wins():
+    crash = pod("a", ready=False, statuses=[cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=9,
+                                                   last={"exitCode": 1})])  # fmt: skip
+    notready = pod("b", ready=False, statuses=[cstatus(running=True)])
+    p = r.workload_problem("Deployment", deployment(available=0), [notready, crash], 3)
+    assert p is not None and (p.reason, p.pod) == ("CrashLoopBackOff", "a")
+
+
+# --- cache: owners and top-level workloads ---------------------------------------------------------
+
+
+def test_cache_maps_pods_to_deployment_via_replicaset():
+    c = r.Cache()
+    c.apply("Deployment", "ADDED", deployment())
+    c.apply("ReplicaSet", "ADDED", {"metadata": meta("web-5d4", owner=("Deployment", "web"))})
+    c.apply("Pod", "ADDED", pod())
+    c.apply("Pod", "ADDED", pod("lonely", owner=None))
+    c.apply("Job", "ADDED", job())
+    c.apply("Pod", "ADDED", pod("migrate-1", owner=("Job", "migrate")))
+    assert set(c.workloads()) == {
+        ("Deployment", "default", "web"), ("Pod", "default", "lonely"), ("Job", "default", "migrate")
+    }  # fmt: skip
+    pods = c.pods_by_workload()
+    assert [p["metadata"]["name"] for p in pods[("Deployment", "default", "web")]] == ["web-1"]
+    assert [p["metadata"]["name"] for p in pods[("Job", "default", "migrate")]] == ["migrate-1"]
+
+
+def test_cache_uses_pod_template_hash_before_the_replicaset_is_seen():
+    c = r.Cache()
+    assert c.owner_workload(pod()) == ("Deployment", "default", "web")
+
+
+def test_cache_delete_and_replace():
+    c = r.Cache()
+    c.apply("Deployment", "ADDED", deployment("a"))
+    c.apply("Deployment", "ADDED", deployment("b"))
+    c.apply("Deployment", "DELETED", deployment("a"))
+    assert list(c.objects) == [("Deployment", "default", "b")]
+    c.replace("Deployment", None, [deployment("c")])
+    assert list(c.objects) == [("Deployment", "default", "c")]
+    other = deployment("d")
+    other["metadata"]["namespace"] = "other"
+    c.apply("Deployment", "ADDED", other)
+    c.replace("Deployment", "default", [])
+    assert list(c.objects) == [("Deployment", "other", "d")]
+
+
+def test_standalone_replicaset_is_a_workload():
+    c = r.Cache()
+    c.apply("ReplicaSet", "ADDED", {"metadata": meta("rs")})
+    assert set(c.workloads()) == {("ReplicaSet", "default", "rs")}
+
+
+# --- allowance and names -----------------------------------------------------------------------------
+
+
+def test_allowance_prefers_namespaced_key_then_kind_name_then_default():
+    per = {"job/migrate": 600, "job/other/migrate": 900, "Deployment/web": 120}
+    assert r.allowance(("Job", "default", "migrate"), 300, per) == 600
+    assert r.allowance(("Job", "other", "migrate"), 300, per) == 900
+    assert r.allowance(("Deployment", "x", "web"), 300, per) == 120
+    assert r.allowance(("Deployment", "x", "api"), 300, per) == 300
+
+
+def test_result_name_and_describe_pending():
+    assert r.result_name(("Deployment", "default", "web")) == "deployment/default/web"
+    pending = {
+        ("Job", "ns", "j"): ("0/1 succeeded", None),
+        ("Deployment", "ns", "d"): ("0/1 available", r.Problem("CrashLoopBackOff", "keeps crashing")),
+    }
+    assert r.describe_pending(pending) == (
+        "deployment/ns/d (CrashLoopBackOff: keeps crashing), job/ns/j (0/1 succeeded)"
+    )
+    many = {("Pod", "ns", f"p{i}"): ("x", None) for i in range(10)}
+    assert r.describe_pending(many, limit=2).endswith(", and 8 more")
+
+
+# --- the waiter's decisions, without an API server -------------------------------------------------
+
+
+def waiter(timeout=60.0, per=None, grace=10.0):
+    w = r._Waiter(None, (), timeout, per or {}, 3, lambda _: None, grace, 5.0)  # type: ignore[arg-type]
+    return w
+
+
+def test_waiter_finishes_when_all_healthy_and_records_ready_time():
+    w = waiter()
+    w.cache.apply("Deployment", "ADDED", deployment())
+    pending, finished = w.evaluate(w.start + 2.5)
+    assert finished and not pending
+    assert w.ready_at == {("Deployment", "default", "web"): 2.5}
+
+
+def test_waiter_keeps_waiting_for_a_slow_workload():
+    w = waiter()
+    w.cache.apply("Deployment", "ADDED", deployment(available=1))
+    pending, finished = w.evaluate(w.start + 1)
+    assert not finished and list(pending) == [("Deployment", "default", "web")]
+
+
+def test_waiter_stops_at_the_timeout_and_per_resource_allowance_extends_it():
+    w = waiter(timeout=10, per={"deployment/slow": 30})
+    w.cache.apply("Deployment", "ADDED", deployment("web", available=1))
+    w.cache.apply("Deployment", "ADDED", deployment("slow", available=1))
+    assert not w.evaluate(w.start + 11)[1]  # slow may take 30 s
+    assert w.evaluate(w.start + 31)[1]
+
+
+def test_waiter_unschedulable_becomes_fatal_after_grace():
+    w = waiter(grace=5)
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no"}
+    w.cache.apply("Deployment", "ADDED", deployment(available=0))
+    w.cache.apply("Pod", "ADDED", pod(phase="Pending", ready=False, conds=[cond]))
+    now = time.monotonic()
+    assert not w.evaluate(now)[1]
+    assert not w.evaluate(now + 4)[1]
+    pending, finished = w.evaluate(now + 5.1)
+    assert finished
+    assert w.fatal[("Deployment", "default", "web")].reason == "Unschedulable"
+
+
+def test_waiter_fails_fast_on_a_fatal_problem_while_others_still_progress():
+    w = waiter()
+    crash = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=5, last={"exitCode": 1})
+    w.cache.apply("Deployment", "ADDED", deployment("web", available=0))
+    w.cache.apply("Pod", "ADDED", pod(ready=False, statuses=[crash]))
+    w.cache.apply("Deployment", "ADDED", deployment("slow", available=1))
+    _, finished = w.evaluate(w.start + 1)
+    assert finished
+
+
+def test_waiter_with_nothing_to_watch_finishes_at_once():
+    assert waiter().evaluate(time.monotonic()) == ({}, True)
+
+
+def test_system_namespaces_are_skipped_unless_asked_for():
+    assert not waiter()._wanted("kube-system")
+    assert waiter()._wanted("default")
+    w = r._Waiter(None, ("a",), 1, {}, 3, lambda _: None, 1, 1)  # type: ignore[arg-type]
+    assert w._wanted("a") and not w._wanted("default")
+
+
+def test_objects_being_deleted_are_not_waited_for():
+    c = r.Cache()
+    d = deployment()
+    d["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    c.apply("Deployment", "ADDED", d)
+    p = pod("bare", owner=None)
+    p["metadata"]["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    c.apply("Pod", "ADDED", p)
+    assert c.workloads() == {}
+    assert c.pods_by_workload() == {}
