@@ -514,6 +514,8 @@ def run_ci(
     tiltfile = settings.tiltfile_path.resolve()
     if not tiltfile.is_file():
         raise InputError(f"Tiltfile not found: {tiltfile}")
+    # tilt runs in the Tiltfile's folder: a relative path would put the snapshot there, not here.
+    artifacts_dir = artifacts_dir.resolve()
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     snapshot_path = artifacts_dir / SNAPSHOT_NAME
     log_path = artifacts_dir / LOG_NAME

@@ -67,8 +67,9 @@ def test_socat_runs_in_the_image(image: str, names: list[str]) -> None:
     assert "socat version" in done.stdout
 
 
-def github_docker_action(tmp_path: Path, names: list[str], image: str, **inputs: str) -> tuple[
-        subprocess.CompletedProcess[str], Path]:
+def github_docker_action(tmp_path: Path, names: list[str], image: str, *docker_args: str,
+                         args: tuple[str, ...] = ("run", "--dry-run"),
+                         **inputs: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     workspace = tmp_path / "workspace"
     shutil.copytree(REPO / "examples", workspace / "examples")
     commands = tmp_path / "file_commands"
@@ -88,7 +89,7 @@ def github_docker_action(tmp_path: Path, names: list[str], image: str, **inputs:
         "-v", f"{SOCKET}:{SOCKET}",
         "-v", f"{workspace}:/github/workspace",
         "-v", f"{commands}:/github/file_commands",
-        image, "run", "--dry-run",
+        *docker_args, image, *args,
     )
     return done, commands
 
@@ -111,3 +112,46 @@ def test_a_bad_input_exits_2_with_one_clear_line(image: str, names: list[str], t
     errors = [line for line in done.stderr.splitlines() if line.startswith("pyci: error:")]
     assert len(errors) == 1, done.stderr
     assert "timeout" in errors[0] and "'forever'" in errors[0]
+
+
+def outputs(commands: Path) -> dict[str, str]:
+    """name=value lines and name<<DELIMITER heredocs, as the runner reads GITHUB_OUTPUT."""
+    lines, found, i = (commands / "set_output").read_text().splitlines(), {}, 0
+    while i < len(lines):
+        name, sep, delim = lines[i].partition("<<")
+        if sep and "=" not in name:
+            end = lines.index(delim, i + 1)
+            found[name] = "\n".join(lines[i + 1:end])
+            i = end + 1
+        else:
+            key, _, value = lines[i].partition("=")
+            found[key] = value
+            i += 1
+    return found
+
+
+def test_deploys_the_example_as_a_github_docker_action(image: str, names: list[str], tmp_path: Path,
+                                                      control_plane, docker_client) -> None:
+    """The real job, started as the runner starts a docker action, deploying examples/hello.
+
+    Differences from a runner, and why: the container gets `--network host` and the control plane's
+    folder mounted, because the lab's API server listens on this machine's loopback (a kind cluster's
+    would be reached through the kind network instead: that path is tested in tests/integration).
+    """
+    cp_dir = str(control_plane.kubeconfig.parent)
+    done, commands = github_docker_action(
+        tmp_path, names, image, "--network", "host", "-v", f"{cp_dir}:{cp_dir}:ro", args=(),
+        **{"working-directory": "examples/hello", "cluster": "existing", "cluster-name": "e2e-deploy",
+           "kubeconfig": str(control_plane.kubeconfig), "registry-image": "pyci-lab/registry:latest",
+           "registry-port": "0", "namespaces": "default", "timeout": "3m", "wait-timeout": "2m",
+           "tilt-args": "--base-image=pyci-lab/base:latest --allow-context=pyci-lab"})
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    out = outputs(commands)
+    assert out["result"] == "success", out
+    assert out["junit"] and out["duration"]
+    summary = (commands / "step_summary").read_text()
+    for resource in ("api", "web", "migrate"):
+        assert f"`{resource}`" in summary, summary
+    assert "::group::tilt ci" in done.stdout
+    left = docker_client.containers.list(all=True, filters={"label": "io.pyci.cluster=e2e-deploy"})
+    assert left == [], [c.name for c in left]
