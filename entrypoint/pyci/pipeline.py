@@ -149,7 +149,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
                                     namespaces=s.namespaces or ("default",))
     _check_cancel(state)
 
-    outcome = _tilt(state, reach.kubeconfig)
+    outcome = _tilt(state, reach.kubeconfig, api)
     workloads = _readiness(state, api, tilt_ok=outcome.exit_code == 0)
     state.resources = outcome.resources + workloads
     failing = [r for r in state.resources if not r.ok]
@@ -159,20 +159,37 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     with state.stage("diagnostics"):
         _diagnostics(state, api, failing, outcome.snapshot,
                      kind_cluster=cluster_info.name if s.cluster == "kind" else None)
-    for r in failing:
+    causes = root_causes(failing)
+    for r in causes:
         state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
-    names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in failing[:5])
+    names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in causes[:5])
     if not failing:
         names = outcome.error or f"tilt ci exited {outcome.exit_code}"
     raise AppFailed(f"the app did not start: {names}")
 
 
-def _tilt(state: Run, kubeconfig: Path) -> Any:
-    from pyci import tilt
+# Reasons that only say "not there yet": when another resource failed for a concrete reason, these
+# are its consequences (tilt stopped early, a Job waiting on a crashed API), not causes to annotate.
+COLLATERAL = frozenset({"NotBuilt", "NotReady", None})
 
-    with state.stage("tilt ci"):
-        outcome = tilt.run_ci(state.settings, kubeconfig, state.settings.artifacts_dir,
-                              log=state.platform.untrusted, cancel=state.cancel)
+
+def root_causes(failing: list[ResourceResult]) -> list[ResourceResult]:
+    causes = [r for r in failing if r.reason not in COLLATERAL]
+    return causes or failing
+
+
+def _tilt(state: Run, kubeconfig: Path, api: Any) -> Any:
+    from pyci import readiness, tilt
+
+    s = state.settings
+    with contextlib.ExitStack() as watching, state.stage("tilt ci"):
+        stop = None
+        if s.wait:  # watch workloads while tilt runs, to stop it as soon as one failed for good
+            sentinel = watching.enter_context(
+                readiness.Sentinel(api, s.namespaces, s.max_restarts, log=state.platform.untrusted))
+            stop = sentinel.failed
+        outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
+                              cancel=state.cancel, stop=stop)
     if outcome.exit_code == 0:
         # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
         # lag behind (a resource still "pending" in it), so its word wins.

@@ -707,3 +707,54 @@ def raise_listing_timeout(listed: set[tuple[str, str | None]], expected: int) ->
     raise InfrastructureError(
         f"readiness: could not list workloads from the API server ({len(listed)}/{expected} lists done)"
     )
+
+
+class Sentinel:
+    """Watches workloads while `tilt ci` runs and sets `failed` the moment one has failed for good.
+
+    tilt ci itself waits out its whole timeout on a crash loop or a pull back-off; the sentinel lets
+    the pipeline stop it within a second instead. It never decides success: that is wait_healthy's.
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespaces: Sequence[str],
+        max_restarts: int,
+        log: Log,
+        unschedulable_grace: float = UNSCHEDULABLE_GRACE,
+    ) -> None:
+        self.failed = threading.Event()
+        self.reasons: list[str] = []
+        self._done = threading.Event()
+        self._waiter = _Waiter(
+            api_client, namespaces, float("inf"), {}, max_restarts, log, unschedulable_grace, PROGRESS_EVERY
+        )
+        self._thread = threading.Thread(target=self._run, name="readiness-sentinel", daemon=True)
+
+    def __enter__(self) -> Sentinel:
+        self._waiter.start_watches()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=TICK * 4)
+        self._waiter.close()
+
+    def _run(self) -> None:
+        listed: set[tuple[str, str | None]] = set()
+        waiter = self._waiter
+        while not self._done.is_set():
+            with contextlib.suppress(queue.Empty):
+                waiter._handle(waiter.queue.get(timeout=TICK), listed)
+                while True:
+                    waiter._handle(waiter.queue.get_nowait(), listed)
+            if len(listed) < waiter.expected_lists:
+                continue
+            waiter.evaluate(time.monotonic())
+            if waiter.fatal:
+                self.reasons = [f"{result_name(k)} ({p.reason})" for k, p in sorted(waiter.fatal.items())]
+                waiter.log(f"readiness: failed for good while tilt ci runs: {', '.join(self.reasons)}")
+                self.failed.set()
+                return

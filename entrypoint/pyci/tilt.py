@@ -509,6 +509,7 @@ def run_ci(
     log: Log,
     cancel: threading.Event | None = None,
     tilt_bin: str = "tilt",
+    stop: threading.Event | None = None,
 ) -> TiltOutcome:
     """Run `tilt ci` to completion; stream its log; report what it waits on every progress_interval."""
     tiltfile = settings.tiltfile_path.resolve()
@@ -551,10 +552,16 @@ def run_ci(
     all_error_lines: list[str] = []
     waiting_lines: list[str] = []
     killed_for_time = False
+    stopped = False
     try:
         with log_path.open("w", encoding="utf-8") as log_file:
             done = False
             while not done:
+                if stop is not None and stop.is_set() and not stopped:
+                    # A workload failed for good: waiting out tilt's timeout would tell nothing new.
+                    log("tilt: stopping tilt ci early: a workload failed (see readiness)")
+                    stopped = True
+                    _terminate(proc)
                 if cancel is not None and cancel.is_set():
                     log("tilt: cancelled, stopping tilt ci")
                     _terminate(proc)
@@ -594,6 +601,8 @@ def run_ci(
         with contextlib.suppress(Exception):
             proc.stdout.close()
     error = error_line(all_error_lines)
+    if stopped:
+        error = "stopped early: a workload failed for good"  # tilt's own last word is "context canceled"
     snapshot: Path | None = snapshot_path if snapshot_path.is_file() else None
     resources: list[ResourceResult] = []
     if snapshot is not None:
