@@ -42,3 +42,10 @@ def test_readme_names_the_commands_ci_runs():
     assert "tools/demo" in README
     for script in ("tools/test", "tools/demo", "tools/lab"):
         assert (REPO / script).is_file(), script
+
+
+def test_schema_properties_are_the_inputs():
+    import json
+
+    schema = json.loads((REPO / "entrypoint" / "pyci" / "schema" / "settings.schema.json").read_text())
+    assert set(schema["properties"]) == {s.name for s in INPUTS}
