@@ -137,6 +137,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         )
     state.cluster_name = cluster_info.name
     state.registry = reg_info.prefix or reg_info.host or ""
+    if reg_info.mode == "local" and reg_info.host:
+        # tilt leaves `<registry>/<image>:tilt-<hash>` tags in the daemon; they die with the registry.
+        stack.callback(_remove_tags, client, f"{reg_info.host}/")
     _check_cancel(state)
 
     with state.stage("connect"):
@@ -287,6 +290,14 @@ def _api_client(kubeconfig: Path) -> Any:
         return config.new_client_from_config(config_file=str(kubeconfig))
     except Exception as e:  # noqa: BLE001
         raise InfrastructureError(f"cannot load kubeconfig {kubeconfig}: {e}") from e
+
+
+def _remove_tags(client: Any, prefix: str) -> None:
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(prefix):
+                with contextlib.suppress(Exception):
+                    client.images.remove(tag)
 
 
 def _rmtree(path: Path) -> None:

@@ -131,7 +131,7 @@ def reuse_registry(client: docker.DockerClient, name: str, topology: Topology) -
             return container
         except InfrastructureError as err:
             log.warning("registry %s is not healthy (%s): recreating it", name, err.message)
-    container.remove(force=True)
+    container.remove(force=True, v=True)
     return None
 
 

@@ -112,6 +112,8 @@ def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, 
     assert "api" in summary and "web" in summary
     assert "::group::" in proc.stdout
     assert run_containers(docker_client, namespace) == []
+    pushed = [t for i in docker_client.images.list() for t in i.tags if t.startswith(out["registry"] + "/")]
+    assert out["registry"].startswith("localhost:") and pushed == [], pushed
 
 
 @pytest.mark.parametrize("behavior,reason", [("crashloop", "CrashLoopBackOff"),
@@ -157,15 +159,20 @@ def test_sigterm_during_tilt_cleans_up(control_plane, namespace, workspace, dock
                             text=True)
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "tilt ci" in line and "tilt:" in line:
-            break
-    time.sleep(3)  # let tilt start building
-    assert run_containers(docker_client, namespace), "the registry should exist while tilt runs"
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=60)
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "tilt ci" in line and "tilt:" in line:
+                break
+        time.sleep(3)  # let tilt start building
+        assert run_containers(docker_client, namespace), "the registry should exist while tilt runs"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed before the run ended: end it the same way
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen)[-2000:] + rest[-3000:]
     assert time.monotonic() - t0 < 30
     assert run_containers(docker_client, namespace) == []
