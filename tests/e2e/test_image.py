@@ -10,36 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from pyci.settings import INPUTS
-from tests.conftest import REPO, lab_tool
+from tests.conftest import REPO
 
 IMAGE = "pyci-lab/pyci:e2e"
 SOCKET = "/var/run/docker.sock"
-
-
-@pytest.fixture(scope="module")
-def image(docker_client, lab_images) -> str:
-    for tool in ("kind", "kubectl", "tilt"):
-        lab_tool(tool)
-    done = subprocess.run([str(REPO / "tools" / "build-image"), IMAGE], capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    print(done.stdout)  # the image size and its layers, for the -s / -ra report
-    return IMAGE
-
-
-@pytest.fixture
-def names(docker_client) -> Iterator[list[str]]:
-    """Container names a test starts (with --rm); whatever is still there afterwards is removed."""
-    started: list[str] = []
-    yield started
-    for name in started:
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
 
 
 def docker_run(names: list[str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,34 @@
+"""Fixtures shared by the e2e tests: the product image, built offline once per session."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO, lab_tool
+
+IMAGE = "pyci-lab/pyci:e2e"
+
+
+@pytest.fixture(scope="session")
+def image(docker_client, lab_images) -> str:
+    for tool in ("kind", "kubectl", "tilt"):
+        lab_tool(tool)
+    done = subprocess.run([str(REPO / "tools" / "build-image"), IMAGE], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(done.stdout)  # the image size and its layers, for the -s / -ra report
+    return IMAGE
+
+
+@pytest.fixture
+def names(docker_client) -> Iterator[list[str]]:
+    """Container names a test starts (with --rm); whatever is still there afterwards is removed."""
+    started: list[str] = []
+    yield started
+    for name in started:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
+
+
