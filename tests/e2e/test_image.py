@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyci.settings import INPUTS
 from tests.conftest import REPO
+from tests.lab.github import read_outputs
 
 IMAGE = "pyci-lab/pyci:e2e"
 SOCKET = "/var/run/docker.sock"
@@ -92,19 +93,7 @@ def test_a_bad_input_exits_2_with_one_clear_line(image: str, names: list[str], t
 
 
 def outputs(commands: Path) -> dict[str, str]:
-    """name=value lines and name<<DELIMITER heredocs, as the runner reads GITHUB_OUTPUT."""
-    lines, found, i = (commands / "set_output").read_text().splitlines(), {}, 0
-    while i < len(lines):
-        name, sep, delim = lines[i].partition("<<")
-        if sep and "=" not in name:
-            end = lines.index(delim, i + 1)
-            found[name] = "\n".join(lines[i + 1:end])
-            i = end + 1
-        else:
-            key, _, value = lines[i].partition("=")
-            found[key] = value
-            i += 1
-    return found
+    return read_outputs(commands / "set_output")
 
 
 def test_deploys_the_example_as_a_github_docker_action(image: str, names: list[str], tmp_path: Path,

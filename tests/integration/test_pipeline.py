@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import xmlschema
 
+from tests.lab.github import read_outputs
+
 APP = Path(__file__).parent / "apps" / "twosvc"
 
 
@@ -65,20 +67,7 @@ def github_env(workspace: Path) -> dict[str, str]:
 
 
 def outputs(workspace: Path) -> dict[str, str]:
-    """Parse GITHUB_OUTPUT (name=value lines and name<<DELIM heredocs)."""
-    lines = (workspace / "output").read_text().splitlines()
-    found, i = {}, 0
-    while i < len(lines):
-        if "<<" in lines[i] and "=" not in lines[i].split("<<")[0]:
-            name, delim = lines[i].split("<<", 1)
-            end = lines.index(delim, i + 1)
-            found[name] = "\n".join(lines[i + 1:end])
-            i = end + 1
-        else:
-            name, _, value = lines[i].partition("=")
-            found[name] = value
-            i += 1
-    return found
+    return read_outputs(workspace / "output")
 
 
 def run_containers(docker_client, namespace: str) -> list[str]:
