@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -181,3 +182,8 @@ def remote_daemon_lab() -> Iterator[RemoteDaemon]:
             forwarder.wait(10)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30, check=False)
         subprocess.run(["ip", "link", "del", outer], capture_output=True, timeout=30, check=False)
+
+
+def last_json(output: str) -> dict:
+    """The JSON object a containerised pyci call printed last."""
+    return json.loads(output.strip().splitlines()[-1])

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from kubernetes import client
 
 from pyci import diagnostics, readiness
 from tests.integration.test_readiness import (
@@ -19,21 +18,12 @@ from tests.integration.test_readiness import (
     delete_namespace,
     deployment,
     new_namespace,
-    untaint_lab_node,
 )
 
 pytestmark = pytest.mark.integration
 
 SECRET_VALUE = "pyci-s3cret-value-42"
 INPUT_SECRET = "registry-password-xyz"
-
-
-@pytest.fixture
-def api(control_plane) -> Iterator[client.ApiClient]:
-    api_client = control_plane.api_client()
-    untaint_lab_node(api_client)
-    yield api_client
-    api_client.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ network namespace that reaches the daemon only over TCP, through socat forwarder
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 
 import docker.errors
@@ -14,17 +13,7 @@ from pyci import network, registry
 from pyci.cluster.base import ClusterInfo
 from pyci.settings import Settings
 from pyci.topology import Kind, Topology
-from tests.integration._pyci_helpers import RemoteDaemon, remote_daemon_lab, run_pyci_in_container, unique
-
-
-@pytest.fixture(scope="module")
-def remote_daemon():
-    with remote_daemon_lab() as daemon:
-        yield daemon
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
+from tests.integration._pyci_helpers import RemoteDaemon, last_json, run_pyci_in_container, unique
 
 
 def test_host_uses_the_external_kubeconfig(tmp_path, docker_client):

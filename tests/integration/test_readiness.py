@@ -61,27 +61,6 @@ def delete_namespace(api: client.ApiClient, name: str, wait: float = 120.0) -> N
     raise AssertionError(f"namespace {name} still there {wait}s after deleting it")
 
 
-def untaint_lab_node(api: client.ApiClient) -> None:
-    """WORKAROUND for the lab control plane: its node keeps the `node.kubernetes.io/not-ready`
-    NoSchedule taint the API server adds at creation, because the node-lifecycle controller that
-    would lift it is disabled. Until tests/lab/controlplane.py lifts it, lift it here (idempotent)."""
-    core = client.CoreV1Api(api)
-    for node in core.list_node(_request_timeout=30).items:
-        taints = node.spec.taints or []
-        kept = [t for t in taints if t.key != "node.kubernetes.io/not-ready"]
-        if len(kept) != len(taints):
-            body = {"spec": {"taints": [api.sanitize_for_serialization(t) for t in kept] or None}}
-            core.patch_node(node.metadata.name, body, _request_timeout=30)
-
-
-@pytest.fixture
-def api(control_plane) -> Iterator[client.ApiClient]:
-    api_client = control_plane.api_client()
-    untaint_lab_node(api_client)
-    yield api_client
-    api_client.close()
-
-
 @pytest.fixture
 def namespace(api) -> Iterator[str]:
     name = new_namespace(api)

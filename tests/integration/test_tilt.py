@@ -26,21 +26,13 @@ from kubernetes.client.exceptions import ApiException
 from pyci import readiness, tilt
 from pyci.results import Cancelled
 from pyci.settings import Settings
-from tests.integration.test_readiness import delete_namespace, new_namespace, untaint_lab_node
+from tests.integration.test_readiness import delete_namespace, new_namespace
 
 pytestmark = pytest.mark.integration
 
 APPS = Path(__file__).resolve().parent / "apps"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 UPDATE_FIXTURES = os.environ.get("PYCI_UPDATE_FIXTURES") == "1"
-
-
-@pytest.fixture(scope="module")
-def api(control_plane) -> Iterator[client.ApiClient]:
-    api_client = control_plane.api_client()
-    untaint_lab_node(api_client)
-    yield api_client
-    api_client.close()
 
 
 @pytest.fixture(scope="module")

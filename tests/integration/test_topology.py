@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from pyci import topology
 from pyci.results import InputError
 from pyci.topology import Kind
-from tests.integration._pyci_helpers import RemoteDaemon, remote_daemon_lab, run_pyci_in_container
+from tests.integration._pyci_helpers import RemoteDaemon, last_json, run_pyci_in_container
 
 DETECT = """
 import json, docker
@@ -17,16 +15,6 @@ from pyci import topology
 t = topology.detect(docker.from_env(timeout=30))
 print(json.dumps({"kind": t.kind.value, "id": t.own_container_id, "evidence": t.evidence}))
 """
-
-
-@pytest.fixture(scope="module")
-def remote_daemon():
-    with remote_daemon_lab() as daemon:
-        yield daemon
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def test_this_process_is_host(docker_client):
