@@ -46,13 +46,31 @@ RUN set -eu; \
       fetch kind "https://github.com/kubernetes-sigs/kind/releases/download/$KIND_VERSION/kind-linux-$arch" "$(sha KIND)"; \
       fetch kubectl "https://dl.k8s.io/release/$KUBECTL_VERSION/bin/linux/$arch/kubectl" "$(sha KUBECTL)"; \
       fetch tilt.tgz "https://github.com/tilt-dev/tilt/releases/download/$TILT_VERSION/tilt.${TILT_VERSION#v}.linux.$tilt_arch.tar.gz" "$(sha TILT)"; \
-      fetch docker.tgz "https://download.docker.com/linux/static/stable/$docker_arch/docker-$DOCKER_CLI_VERSION.tgz" "$(sha DOCKER_CLI)"; \
       install -m 0755 /dl/kind /dl/kubectl /out/usr/local/bin/; \
       tar -xzf /dl/tilt.tgz -C /out/usr/local/bin tilt; \
-      # Only the client: pyci talks to the runner's (or a remote) daemon, it never runs one.
-      tar -xzf /dl/docker.tgz -C /out/usr/local/bin --strip-components 1 docker/docker; \
+      # The docker CLI from Docker's apt repository: apt checks the .deb against the signed Release
+      # file, and the key that signs it must have the fingerprint pinned in versions.env.
       apt-get update -q; \
-      (cd /dl && apt-get download -q socat libwrap0); \
+      apt-get install -q -y --no-install-recommends gnupg >/dev/null; \
+      python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+        https://download.docker.com/linux/debian/gpg /dl/docker.asc; \
+      fpr=$(gpg --show-keys --with-colons /dl/docker.asc | awk -F: '$1 == "fpr" { print $10; exit }'); \
+      if [ "$fpr" != "$DOCKER_APT_KEY_FINGERPRINT" ]; then \
+        echo "pyci image: Docker's apt key has fingerprint '$fpr', not the pinned $DOCKER_APT_KEY_FINGERPRINT" >&2; \
+        exit 1; \
+      fi; \
+      install -m 0644 /dl/docker.asc /etc/apt/keyrings/docker.asc 2>/dev/null \
+        || { mkdir -p /etc/apt/keyrings; install -m 0644 /dl/docker.asc /etc/apt/keyrings/docker.asc; }; \
+      . /etc/os-release; \
+      echo "deb [arch=$arch signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian $VERSION_CODENAME stable" \
+        > /etc/apt/sources.list.d/docker.list; \
+      apt-get update -q; \
+      (cd /dl && apt-get download -q "docker-ce-cli=5:$DOCKER_CLI_VERSION-1~debian.$VERSION_ID~$VERSION_CODENAME" \
+        socat libwrap0 busybox-static); \
+      # Only the client: pyci talks to the runner's (or a remote) daemon, it never runs one.
+      dpkg-deb --fsys-tarfile /dl/docker-ce-cli_*.deb | tar -x -C /dl ./usr/bin/docker; \
+      install -m 0755 /dl/usr/bin/docker /out/usr/local/bin/docker; \
+      rm /dl/docker-ce-cli_*.deb; \
       rm -rf /var/lib/apt/lists/*; \
     elif [ "$TOOLS" = context ]; then \
       for tool in kind kubectl tilt docker; do \
@@ -63,11 +81,11 @@ RUN set -eu; \
     else \
       echo "pyci image: TOOLS must be download or context, not '$TOOLS'" >&2; exit 1; \
     fi; \
-    # socat (remote-daemon forwarders) from Debian: unpacked, not installed, so the runtime stage needs
-    # neither apt lists nor dpkg state. Its other libraries (libc6, libssl3) are in every Python base.
+    # socat (remote-daemon forwarders) and busybox (/bin/sh, tar, gzip) from Debian: unpacked, not
+    # installed; the runtime has no package manager.
     for deb in /dl/*.deb; do dpkg-deb -x "$deb" /out; done; \
-    rm -rf /out/usr/share/doc /out/usr/share/man /out/etc; \
-    ls -l /out/usr/local/bin /out/usr/bin/socat
+    rm -rf /out/usr/share /out/etc; \
+    ls -l /out/usr/local/bin /out/usr/bin/socat /out/bin/busybox
 
 # --- python: pyci-action and its dependencies, laid out under /out as they go into the runtime --------
 FROM ${BASE_IMAGE} AS python
@@ -83,7 +101,7 @@ RUN set -eu; \
     else \
       set -- python3 -m pip install /src; \
     fi; \
-    # --no-compile: the .pyc files would add ~34 MB for ~1 s less start-up once per CI job.
+    # --no-compile: the rootfs stage byte-compiles everything once, without docstrings.
     "$@" --prefix /install --no-compile --no-warn-script-location --disable-pip-version-check --root-user-action=ignore; \
     # pip's --prefix layout (lib/pythonX.Y/site-packages) is not the base's own: Debian's python reads
     # /usr/local/lib/python3.11/dist-packages, python:slim /usr/local/lib/python3.11/site-packages.
@@ -91,15 +109,27 @@ RUN set -eu; \
     mkdir -p "/out$site" /out/usr/local; \
     mv /install/lib/python3*/site-packages/* "/out$site/"; \
     mv /install/bin /out/usr/local/bin; \
-    # kubernetes >= 37 ships a second, asyncio copy of every API model (kubernetes/aio, ~70 MB) that
-    # pyci never imports; test suites inside dependencies are dead weight too.
+    # kubernetes >= 37 ships a second, asyncio copy of every API model (kubernetes/aio, ~70 MB) and
+    # requires aiohttp for it alone; pyci never imports either. Test suites in dependencies go too.
     rm -rf "/out$site/kubernetes/aio"; \
+    for pkg in aiohttp aiohttp_retry aiohappyeyeballs aiosignal frozenlist multidict propcache yarl; do \
+      rm -rf "/out$site/$pkg" "/out$site/$pkg"-*.dist-info; \
+    done; \
     find "/out$site" -depth -type d -name tests -exec rm -rf {} +; \
     PYTHONPATH="/out$site" python3 -c 'import pyci.cli, kubernetes.client, docker, jsonschema, yaml'; \
     head -n 1 /out/usr/local/bin/pyci
 
-# --- runtime ---------------------------------------------------------------------------------------
-FROM ${BASE_IMAGE}
+# --- rootfs: the interpreter, the libraries everything links to, busybox, the stages above --------
+FROM ${BASE_IMAGE} AS rootfs
+COPY --from=tools /out/ /stage/
+COPY --from=python /out/ /stage/
+COPY entrypoint/image/rootfs.py /build/rootfs.py
+RUN python3 /build/rootfs.py /stage /rootfs \
+    && chroot /rootfs /usr/local/bin/pyci version >/dev/null \
+    && chroot /rootfs /bin/sh -c 'command -v tar gzip' >/dev/null
+
+# --- runtime: nothing but the rootfs (no package manager, no docs): the bundled tools plus ~80 MB -----
+FROM scratch
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -113,15 +143,15 @@ LABEL org.opencontainers.image.title="pyci-action" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}"
-COPY --from=tools /out/ /
-COPY --from=python /out/ /
+COPY --from=rootfs /rootfs/ /
 # Unbuffered: the log must stream into the CI console as tilt and the readiness watch progress.
-ENV PYTHONUNBUFFERED=1 \
+ENV PATH=/usr/local/bin:/usr/bin \
+    HOME=/root \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 # The runtime runs as root: it must use the Docker socket that GitHub and `docker run -v` mount, whose
 # group differs on every host. docker run users mount their project here; GitHub sets its own workdir.
 WORKDIR /workspace
-# `pyci` with no arguments (how GitHub starts a docker action) or with only run flags is `pyci run`;
-# an explicit subcommand (`docker run IMAGE version`, `... doctor`, `... run --dry-run`) also works,
-# which an ENTRYPOINT of ["pyci", "run"] would turn into `pyci run version`, an error.
-ENTRYPOINT ["pyci"]
+# Arguments are run's flags (`docker run IMAGE --tiltfile x`); other subcommands need
+# `--entrypoint pyci` (`docker run --entrypoint pyci IMAGE version`).
+ENTRYPOINT ["pyci", "run"]

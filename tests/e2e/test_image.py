@@ -28,7 +28,7 @@ def docker_run(names: list[str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_version_prints_the_bundled_tools(image: str, names: list[str]) -> None:
-    done = docker_run(names, image, "version")
+    done = docker_run(names, "--entrypoint", "pyci", image, "version")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.startswith("pyci ")
@@ -45,8 +45,46 @@ def test_socat_runs_in_the_image(image: str, names: list[str]) -> None:
     assert "socat version" in done.stdout
 
 
+def test_entrypoint_is_pyci_run(image: str) -> None:
+    config = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Entrypoint}}", image],
+                            capture_output=True, text=True, check=True)
+    assert config.stdout.strip() == '["pyci","run"]'
+
+
+def test_the_image_is_the_bundled_tools_plus_at_most_80_mb(image: str, names: list[str]) -> None:
+    tools = docker_run(names, "--entrypoint", "/bin/sh", image, "-c",
+                       "cd /usr/local/bin && du -cb kind kubectl tilt docker")
+    assert tools.returncode == 0, tools.stderr
+    tools_bytes = int(tools.stdout.splitlines()[-1].split()[0])
+    size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                          capture_output=True, text=True, check=True)
+    rest_mb = (int(size.stdout) - tools_bytes) / 1e6
+    print(f"image {int(size.stdout) / 1e6:.1f} MB = tools {tools_bytes / 1e6:.1f} MB + rest {rest_mb:.1f} MB")
+    assert rest_mb <= 80, f"everything but the bundled tools is {rest_mb:.1f} MB"
+
+
+def test_the_runtime_has_a_shell_and_archivers_but_no_package_manager(image: str, names: list[str]) -> None:
+    # sh for Tiltfiles' local() commands; tar and gzip for a CircleCI primary container.
+    done = docker_run(names, "--entrypoint", "/bin/sh", image, "-c",
+                      "echo hello | gzip | gzip -d && tar -cf - /etc/passwd | tar -tf - && "
+                      "command -v apt-get dpkg pip || echo no-package-manager")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hello", "etc/passwd", "no-package-manager"]
+
+
+def test_python_in_the_image_has_tls_and_the_ca_bundle(image: str, names: list[str]) -> None:
+    code = ("import ssl, ctypes, uuid, zlib, bz2, lzma, hashlib, threading\n"
+            "ctx = ssl.create_default_context()\n"
+            "assert ctx.cert_store_stats()['x509_ca'] > 50, ctx.cert_store_stats()\n"
+            "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+            "print('ok')")
+    done = docker_run(names, "--entrypoint", "python3", image, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def github_docker_action(tmp_path: Path, names: list[str], image: str, *docker_args: str,
-                         args: tuple[str, ...] = ("run", "--dry-run"),
+                         args: tuple[str, ...] = ("--dry-run",),
                          **inputs: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     workspace = tmp_path / "workspace"
     shutil.copytree(REPO / "examples", workspace / "examples")
@@ -121,3 +159,54 @@ def test_deploys_the_example_as_a_github_docker_action(image: str, names: list[s
     assert "::group::tilt ci" in done.stdout
     left = docker_client.containers.list(all=True, filters={"label": "io.pyci.cluster=e2e-deploy"})
     assert left == [], [c.name for c in left]
+
+
+ORB_SCRIPT = REPO / "orb" / "src" / "scripts" / "run.sh"
+
+
+def orb_env(project: Path, **extra: str) -> dict[str, str]:
+    """What the orb's run-pyci command sets: PYCI_* parameters, CircleCI's own variables."""
+    return {"CIRCLECI": "true", "CI": "true", "CIRCLE_WORKING_DIRECTORY": str(project),
+            "PYCI_IMAGE": IMAGE, "PYCI_WORKING_DIRECTORY": "examples/hello",
+            "PYCI_REGISTRY": "ghcr.io/acme/ci", "PYCI_REGISTRY_USERNAME": "bob",
+            "PYCI_REGISTRY_PASSWORD_ENV": "ACME_TOKEN", **extra}
+
+
+def test_orb_script_in_the_image_as_a_circleci_docker_executor(image: str, names: list[str],
+                                                               tmp_path: Path) -> None:
+    # The docker executor runs the step in pyci's image with its /bin/sh, busybox's.
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "examples", project / "examples")
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        env_args = [a for k, v in orb_env(Path("/root/project"), **extra).items() for a in ("-e", f"{k}={v}")]
+        return docker_run(names, *env_args, "-v", f"{ORB_SCRIPT}:/orb/run.sh:ro",
+                          "-v", f"{project}:/root/project", "-w", "/root/project",
+                          "-v", f"{SOCKET}:{SOCKET}", "--entrypoint", "/bin/sh", image, "/orb/run.sh", "--dry-run")
+
+    missing = run()  # the variable registry-password-env names is not set in the project
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "registry-password: is missing" in missing.stderr
+    given = run(ACME_TOKEN="s3cret-token")
+    assert given.returncode == 0, given.stdout + given.stderr
+    assert "nothing is created" in given.stdout
+    assert "s3cret-token" not in given.stdout + given.stderr
+    bad = run(PYCI_REGISTRY_PASSWORD_ENV="$(reboot)")
+    assert bad.returncode == 2 and "is not a variable name" in bad.stderr, bad.stderr
+
+
+def test_orb_script_on_a_circleci_machine_executor(image: str, tmp_path: Path) -> None:
+    # A machine executor: pyci is not installed on the VM, so the script runs the image beside the
+    # VM's daemon with the project mounted at the same path.
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "examples", project / "examples")
+    docker = shutil.which("docker")
+    assert docker
+    path = f"{Path(docker).parent}:/usr/bin:/bin"
+    assert shutil.which("pyci", path=path) is None, "pyci must not be on the machine executor's PATH"
+    env = {"PATH": path, "HOME": str(tmp_path), **orb_env(project, ACME_TOKEN="s3cret-token")}
+    done = subprocess.run(["sh", str(ORB_SCRIPT), "--dry-run"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing is created" in done.stdout
+    assert "platform      circleci" in done.stdout  # pyci read CircleCI's variables in the image

@@ -9,7 +9,8 @@ from pyci.cli import pinned_versions
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "entrypoint" / "pyci" / "versions.env"
-TOOLS = ("KIND", "KUBECTL", "TILT", "DOCKER_CLI")
+DOWNLOADED = ("KIND", "KUBECTL", "TILT")  # release files checked against a pinned SHA256
+TOOLS = (*DOWNLOADED, "DOCKER_CLI")  # the docker CLI comes from Docker's signed apt repository
 LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.]+")  # sh-sourceable as is: no quotes, spaces or expansions
 
 
@@ -23,8 +24,11 @@ def entries() -> dict[str, str]:
 def test_every_tool_has_a_version_and_a_digest_or_unknown_per_arch() -> None:
     found = entries()
     suffixes = ("VERSION", "SHA256_AMD64", "SHA256_ARM64")
-    expected = {f"{tool}_{suffix}" for tool in TOOLS for suffix in suffixes}
+    expected = {f"{tool}_{suffix}" for tool in DOWNLOADED for suffix in suffixes}
+    expected |= {"DOCKER_CLI_VERSION", "DOCKER_APT_KEY_FINGERPRINT"}
     assert set(found) == expected
+    # Docker's release key as docs.docker.com gives it: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88
+    assert found["DOCKER_APT_KEY_FINGERPRINT"] == "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
     for key, value in found.items():
         if "_SHA256_" in key:  # never a guess: a published digest, or UNKNOWN (the build refuses it)
             assert re.fullmatch(r"[0-9a-f]{64}", value) or value == "UNKNOWN", key
@@ -45,7 +49,11 @@ def test_the_dockerfile_reads_every_pin_from_versions_env() -> None:
     assert ". /build/versions.env" in dockerfile
     for tool in TOOLS:
         assert f"${tool}_VERSION" in dockerfile or f"${{{tool}_VERSION" in dockerfile, tool
+    for tool in DOWNLOADED:
         assert f"sha {tool})" in dockerfile, f"{tool} download is not checked against its digest"
+    # The docker CLI: apt verifies the package, and the build refuses a key with another fingerprint.
+    assert '[ "$fpr" != "$DOCKER_APT_KEY_FINGERPRINT" ]' in dockerfile
+    assert "signed-by=/etc/apt/keyrings/docker.asc" in dockerfile
     assert "sha256sum -c" in dockerfile
     assert "UNKNOWN" in dockerfile  # the download refuses a missing digest instead of skipping the check
 
