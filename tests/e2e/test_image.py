@@ -182,7 +182,8 @@ def test_orb_script_in_the_image_as_a_circleci_docker_executor(image: str, names
         env_args = [a for k, v in orb_env(Path("/root/project"), **extra).items() for a in ("-e", f"{k}={v}")]
         return docker_run(names, *env_args, "-v", f"{ORB_SCRIPT}:/orb/run.sh:ro",
                           "-v", f"{project}:/root/project", "-w", "/root/project",
-                          "-v", f"{SOCKET}:{SOCKET}", "--entrypoint", "/bin/sh", image, "/orb/run.sh", "--dry-run")
+                          "-v", f"{SOCKET}:{SOCKET}", "--entrypoint", "/bin/sh",
+                          image, "/orb/run.sh", "--dry-run")
 
     missing = run()  # the variable registry-password-env names is not set in the project
     assert missing.returncode == 2, missing.stdout + missing.stderr
