@@ -77,11 +77,43 @@ def test_e2e_runs_the_action_on_hello_and_expects_broken_to_fail() -> None:
     assert all(job["runs-on"] == "ubuntu-latest" for job in jobs.values())
 
 
+@pytest.mark.parametrize("job", ["hello", "broken"])
+def test_e2e_runs_this_commits_image(job: str, tmp_path: Path) -> None:
+    job_steps = load("e2e.yml")["jobs"][job]["steps"]
+    action = next(i for i, s in enumerate(job_steps) if s.get("uses") == "./")
+    switch = job_steps[action - 1]["run"]
+    (tmp_path / "action.yml").write_text((REPO / "action.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    subprocess.run(["bash", "-c", switch], cwd=tmp_path, check=True, timeout=30)
+    switched = yaml.safe_load((tmp_path / "action.yml").read_text(encoding="utf-8"))
+    assert switched["runs"]["image"] == "Dockerfile"  # the runner builds it from this checkout
+    original = yaml.safe_load((REPO / "action.yml").read_text(encoding="utf-8"))
+    assert switched["inputs"] == original["inputs"] and switched["outputs"] == original["outputs"]
+
+
+def release_platforms(tmp_path: Path, versions: str) -> str:
+    """Run release.yml's platforms step against a versions.env; return the platforms it outputs."""
+    step = next(s for s in steps(load("release.yml")) if s.get("id") == "platforms")
+    (tmp_path / "entrypoint" / "pyci").mkdir(parents=True)
+    (tmp_path / "entrypoint" / "pyci" / "versions.env").write_text(versions, encoding="utf-8")
+    output = tmp_path / "github_output"
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, check=True, timeout=30,
+                   env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output)}, capture_output=True)
+    return output.read_text(encoding="utf-8").strip().removeprefix("platforms=")
+
+
+def test_release_builds_arm64_only_once_its_digests_are_pinned(tmp_path: Path) -> None:
+    versions = (REPO / "entrypoint" / "pyci" / "versions.env").read_text(encoding="utf-8")
+    expected = "linux/amd64" if "_SHA256_ARM64=UNKNOWN" in versions else "linux/amd64,linux/arm64"
+    assert release_platforms(tmp_path / "now", versions) == expected
+    pinned = re.sub(r"_SHA256_ARM64=UNKNOWN", "_SHA256_ARM64=" + "0" * 64, versions)
+    assert release_platforms(tmp_path / "pinned", pinned) == "linux/amd64,linux/arm64"
+
+
 def test_release_pushes_a_multi_arch_image_with_sbom_and_provenance_and_moves_v1() -> None:
     release = load("release.yml")
     assert release["on"] == {"push": {"tags": ["v*"]}}
     build = next(s for s in steps(release) if s.get("uses", "").startswith("docker/build-push-action@"))
-    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    assert build["with"]["platforms"] == "${{ steps.platforms.outputs.platforms }}"
     assert build["with"]["push"] is True
     assert build["with"]["sbom"] is True
     assert build["with"]["provenance"] == "mode=max"
