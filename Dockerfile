@@ -1,14 +1,18 @@
 # pyci: Python entrypoint + kind, kubectl, tilt, the docker CLI and socat, at the versions pinned in
-# entrypoint/pyci/versions.env.
+# entrypoint/pyci/versions.env, in a FROM scratch runtime (see entrypoint/image/rootfs.py).
 #
 #   docker build -t pyci .                                   # release: downloads, sha256-verified
 #   tools/build-image                                        # offline lab variant (see that script)
 #
 # Build args:
-#   BASE_IMAGE  the Python 3.11 runtime (default python:3.11-slim-bookworm; the lab: pyci-lab/base:latest)
-#   TOOLS       download: fetch the release files named in versions.env and check their SHA256
+#   BASE_IMAGE  a Debian-based Python 3.11 the runtime takes its interpreter and libraries from
+#               (default python:3.11-slim-bookworm; the lab: pyci-lab/base:latest)
+#   TOOLS       download: fetch kind, kubectl and tilt and check their SHA256 from versions.env; the
+#                         docker CLI, socat and busybox come from apt (Docker's repository, key
+#                         fingerprint pinned in versions.env, and Debian's)
 #               context:  take prebuilt files from .prebuilt/ in the build context instead:
-#                         .prebuilt/bin/{kind,kubectl,tilt,docker}, .prebuilt/debs/*.deb (socat, libwrap0),
+#                         .prebuilt/bin/{kind,kubectl,tilt,docker},
+#                         .prebuilt/debs/*.deb (socat, libwrap0, busybox-static),
 #                         .prebuilt/wheels/*.whl (pyci-action, its dependencies and pip itself)
 #
 # Every stage works with the legacy builder (Docker 20.10 without BuildKit builds every stage, so the
@@ -59,8 +63,7 @@ RUN set -eu; \
         echo "pyci image: Docker's apt key has fingerprint '$fpr', not the pinned $DOCKER_APT_KEY_FINGERPRINT" >&2; \
         exit 1; \
       fi; \
-      install -m 0644 /dl/docker.asc /etc/apt/keyrings/docker.asc 2>/dev/null \
-        || { mkdir -p /etc/apt/keyrings; install -m 0644 /dl/docker.asc /etc/apt/keyrings/docker.asc; }; \
+      install -D -m 0644 /dl/docker.asc /etc/apt/keyrings/docker.asc; \
       . /etc/os-release; \
       echo "deb [arch=$arch signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian $VERSION_CODENAME stable" \
         > /etc/apt/sources.list.d/docker.list; \

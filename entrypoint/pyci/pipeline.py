@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyci import processes
 from pyci.platforms import Platform
@@ -34,6 +34,9 @@ from pyci.results import (
     StageResult,
 )
 from pyci.settings import Settings
+
+if TYPE_CHECKING:
+    from pyci.readiness import Sentinel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,8 +155,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
                                     namespaces=s.namespaces or ("default",))
     _check_cancel(state)
 
-    outcome = _tilt(state, reach.kubeconfig, api)
-    workloads = _readiness(state, api, tilt_ok=outcome.exit_code == 0)
+    with _workload_watch(state, api) as sentinel:
+        outcome = _tilt(state, reach.kubeconfig, sentinel)
+        workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
     state.resources = outcome.resources + workloads
     failing = [r for r in state.resources if not r.ok]
     if outcome.exit_code == 0 and not failing:
@@ -181,18 +185,23 @@ def root_causes(failing: list[ResourceResult]) -> list[ResourceResult]:
     return causes or failing
 
 
-def _tilt(state: Run, kubeconfig: Path, api: Any) -> Any:
-    from pyci import readiness, tilt
+def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[Sentinel | None]:
+    """One watch of the workloads across tilt ci and readiness; none when not asked to wait."""
+    from pyci import readiness
 
     s = state.settings
-    with contextlib.ExitStack() as watching, state.stage("tilt ci"):
-        stop = None
-        if s.wait:  # watch workloads while tilt runs, to stop it as soon as one failed for good
-            sentinel = watching.enter_context(
-                readiness.Sentinel(api, s.namespaces, s.max_restarts, log=state.platform.untrusted))
-            stop = sentinel.failed
+    if not s.wait:
+        return contextlib.nullcontext()
+    return readiness.Sentinel(api, s.namespaces, s.max_restarts, log=state.platform.untrusted)
+
+
+def _tilt(state: Run, kubeconfig: Path, sentinel: Sentinel | None) -> Any:
+    from pyci import tilt
+
+    s = state.settings
+    with state.stage("tilt ci"):  # the sentinel stops tilt as soon as a workload failed for good
         outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
-                              cancel=state.cancel, stop=stop)
+                              cancel=state.cancel, stop=sentinel.failed if sentinel else None)
     if outcome.exit_code == 0:
         # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
         # lag behind (a resource still "pending" in it), so its word wins.
@@ -204,17 +213,14 @@ def _tilt(state: Run, kubeconfig: Path, api: Any) -> Any:
     return outcome
 
 
-def _readiness(state: Run, api: Any, tilt_ok: bool) -> list[ResourceResult]:
-    from pyci import readiness
-
+def _readiness(state: Run, sentinel: Sentinel | None, tilt_ok: bool) -> list[ResourceResult]:
     s = state.settings
-    if not s.wait:
+    if sentinel is None:
         state.skip("readiness")
         return []
     timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
-    with state.stage("readiness"):
-        return readiness.wait_healthy(api, s.namespaces, timeout, s.readiness_timeouts, s.max_restarts,
-                                      log=state.platform.untrusted, cancel=state.cancel)
+    with state.stage("readiness"):  # on the sentinel's watches: a healthy app is reported at once
+        return sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel)
 
 
 def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: Path | None,

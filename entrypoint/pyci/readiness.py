@@ -2,9 +2,10 @@
 
 One thread per (kind, namespace) lists, then watches from the list's resourceVersion, and feeds
 one queue; the caller's thread applies each event to a local cache and re-evaluates at once, so a
-workload is reported healthy within milliseconds of the API server saying so. The health rules and
-the classification of what is wrong are pure functions over the objects as the API returns them
-(camelCase JSON dicts), unit-tested with plain dicts.
+workload is reported healthy within milliseconds of the API server saying so. A run starts these
+watches once, before `tilt ci` (Sentinel), and decides readiness on them afterwards. The health
+rules and the classification of what is wrong are pure functions over the objects as the API
+returns them (camelCase JSON dicts), unit-tested with plain dicts.
 """
 
 from __future__ import annotations
@@ -504,27 +505,34 @@ def describe_pending(pending: Mapping[Key, tuple[str, Problem | None]], limit: i
 # ------------------------------------------------------------------------------------------- waiter
 
 
+_WAKE = _Msg("", None, "WAKE")  # carries nothing: only wakes whoever blocks on the queue
+
+
 class _Waiter:
+    """The watches of one run, the cache they fill, and the decisions over it.
+
+    Ready times count from when watching began, as tilt's own do; allowances count from `wait`, the
+    readiness stage's own start.
+    """
+
     def __init__(
         self,
         api_client: client.ApiClient,
         namespaces: Sequence[str],
-        timeout: float,
-        per_resource: Mapping[str, float],
         max_restarts: int,
         log: Log,
         unschedulable_grace: float,
-        progress_every: float,
     ) -> None:
         self.api_client = api_client
         self.namespaces = tuple(namespaces)
-        self.timeout, self.per_resource, self.max_restarts = timeout, per_resource, max_restarts
-        self.log, self.grace, self.progress_every = log, unschedulable_grace, progress_every
+        self.max_restarts, self.log, self.grace = max_restarts, log, unschedulable_grace
+        self.timeout: float = float("inf")
+        self.per_resource: Mapping[str, float] = {}
         self.cache = Cache()
         self.queue: queue.Queue[_Msg] = queue.Queue()
         self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.start = time.monotonic()
+        self.watching_since = self.start = time.monotonic()
+        self.listed: set[tuple[str, str | None]] = set()
         self.expected_lists = 0
         self.ready_at: dict[Key, float] = {}
         self.first_seen_problem: dict[tuple[Key, str], float] = {}
@@ -540,33 +548,75 @@ class _Waiter:
         expected = 0
         for namespace in targets:
             for kind, fn in _list_functions(self.api_client, namespace is not None).items():
-                t = threading.Thread(
+                threading.Thread(
                     target=_watch_loop,
                     args=(kind, fn, namespace, self.queue, self.stop),
                     name=f"watch-{kind}-{namespace or 'all'}",
                     daemon=True,
-                )
-                t.start()
-                self.threads.append(t)
+                ).start()
                 expected += 1
         self.expected_lists = expected
 
     def close(self) -> None:
+        # Not joined: a watch thread is blocked in a read until the server ends its watch (within
+        # WATCH_SECONDS), then sees `stop`; it is a daemon, and joining cost 0.1 s a thread for nothing.
         self.stop.set()
-        for t in self.threads:
-            t.join(timeout=0.1)
 
-    def _handle(self, msg: _Msg, listed: set[tuple[str, str | None]]) -> None:
+    def start_clock(self, timeout: float, per_resource: Mapping[str, float]) -> None:
+        """Allowances count from now: the readiness stage may start long after the watches did."""
+        self.timeout, self.per_resource, self.start = timeout, per_resource, time.monotonic()
+
+    def pump(self, block: float) -> None:
+        """Apply every message that has arrived, waiting up to `block` seconds for the first one."""
+        with contextlib.suppress(queue.Empty):
+            self._handle(self.queue.get(timeout=block))
+            while True:  # drain what arrived together before evaluating
+                self._handle(self.queue.get_nowait())
+
+    def listed_all(self) -> bool:
+        return len(self.listed) >= self.expected_lists
+
+    def _handle(self, msg: _Msg) -> None:
+        if msg.type == "WAKE":
+            return
         if msg.type == "FAILED":
             self.log(f"readiness: watching {msg.kind} failed ({msg.error}), retrying")
             return
         items = [o for o in msg.items if self._wanted(str((o.get("metadata") or {}).get("namespace", "")))]
         if msg.type == "LIST":
-            listed.add((msg.kind, msg.namespace))
+            self.listed.add((msg.kind, msg.namespace))
             self.cache.replace(msg.kind, msg.namespace, items)
         else:
             for obj in items:
                 self.cache.apply(msg.kind, msg.type, obj)
+
+    def wait(
+        self,
+        timeout: float,
+        per_resource: Mapping[str, float],
+        cancel: threading.Event | None,
+        progress_every: float,
+    ) -> list[ResourceResult]:
+        """Until every workload is healthy, one has failed for good, or the allowances ran out."""
+        self.start_clock(timeout, per_resource)
+        scope = ", ".join(self.namespaces) if self.namespaces else "all namespaces but the system ones"
+        self.log(f"readiness: watching workloads in {scope} (timeout {timeout:.0f}s)")
+        last_progress, block = self.start, 0.0  # the cache may decide already: look before blocking
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled while waiting for workloads")
+            self.pump(block)
+            block, now = TICK, time.monotonic()
+            if not self.listed_all():
+                if now - self.start > timeout:
+                    raise_listing_timeout(self.listed, self.expected_lists)
+                continue
+            pending, finished = self.evaluate(now)
+            if finished:
+                return self._finish(pending, now)
+            if now - last_progress >= progress_every:
+                last_progress = now
+                self.log(f"readiness: still not healthy: {describe_pending(pending)}")
 
     def evaluate(self, now: float) -> tuple[dict[Key, tuple[str, Problem | None]], bool]:
         """(still pending -> (detail, problem), finished?) after marking the healthy and the fatal."""
@@ -579,7 +629,7 @@ class _Waiter:
         for key, obj in workloads.items():
             healthy, detail = workload_health(key[0], obj)
             if healthy:
-                self.ready_at.setdefault(key, now - self.start)
+                self.ready_at.setdefault(key, now - self.watching_since)
                 self.fatal.pop(key, None)
                 continue
             self.ready_at.pop(key, None)
@@ -637,6 +687,16 @@ class _Waiter:
             text = f"not healthy yet when another workload failed ({detail}); {why}"
         return ResourceResult(result_name(key), "kubernetes", False, reason=reason, message=text, logs=logs)
 
+    def _finish(self, pending: Mapping[Key, tuple[str, Problem | None]], now: float) -> list[ResourceResult]:
+        results = self.results(pending, now)
+        bad = [r for r in results if not r.ok]
+        self.log(
+            f"readiness: {len(results) - len(bad)}/{len(results)} workloads healthy"
+            f" after {now - self.start:.1f}s"
+            + (f"; failed: {', '.join(r.name for r in bad)}" if bad else "")
+        )
+        return results
+
 
 def wait_healthy(
     api_client: client.ApiClient,
@@ -655,50 +715,13 @@ def wait_healthy(
     failed for good (crash loop beyond `max_restarts`, image pull back-off, failed Job, unschedulable
     for `unschedulable_grace` seconds, progress deadline exceeded). A workload still unhealthy when
     its allowance (`timeout`, or its entry in `per_resource_timeouts`) runs out fails with its best
-    classification, or reason `Timeout`.
+    classification, or reason `Timeout`. Starts its own watches; Sentinel.wait_healthy reuses a
+    sentinel's.
     """
-    waiter = _Waiter(
-        api_client,
-        namespaces,
-        timeout,
-        per_resource_timeouts,
-        max_restarts,
-        log,
-        unschedulable_grace,
-        progress_every,
-    )
-    scope = ", ".join(namespaces) if namespaces else "all namespaces but the system ones"
-    log(f"readiness: watching workloads in {scope} (timeout {timeout:.0f}s)")
-    listed: set[tuple[str, str | None]] = set()
+    waiter = _Waiter(api_client, namespaces, max_restarts, log, unschedulable_grace)
     waiter.start_watches()
-    last_progress = time.monotonic()
     try:
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("cancelled while waiting for workloads")
-            with contextlib.suppress(queue.Empty):
-                msg = waiter.queue.get(timeout=TICK)
-                waiter._handle(msg, listed)
-                while True:  # drain what arrived together before evaluating
-                    waiter._handle(waiter.queue.get_nowait(), listed)
-            now = time.monotonic()
-            if len(listed) < waiter.expected_lists:
-                if now - waiter.start > timeout:
-                    raise_listing_timeout(listed, waiter.expected_lists)
-                continue
-            pending, finished = waiter.evaluate(now)
-            if finished:
-                results = waiter.results(pending, now)
-                bad = [r for r in results if not r.ok]
-                log(
-                    f"readiness: {len(results) - len(bad)}/{len(results)} workloads healthy"
-                    f" after {now - waiter.start:.1f}s"
-                    + (f"; failed: {', '.join(r.name for r in bad)}" if bad else "")
-                )
-                return results
-            if now - last_progress >= progress_every:
-                last_progress = now
-                log(f"readiness: still not healthy: {describe_pending(pending)}")
+        return waiter.wait(timeout, per_resource_timeouts, cancel, progress_every)
     finally:
         waiter.close()
 
@@ -710,10 +733,12 @@ def raise_listing_timeout(listed: set[tuple[str, str | None]], expected: int) ->
 
 
 class Sentinel:
-    """Watches workloads while `tilt ci` runs and sets `failed` the moment one has failed for good.
+    """One watch of the workloads, kept from before `tilt ci` starts until readiness is decided.
 
-    tilt ci itself waits out its whole timeout on a crash loop or a pull back-off; the sentinel lets
-    the pipeline stop it within a second instead. It never decides success: that is wait_healthy's.
+    While tilt ci runs, a thread sets `failed` the moment a workload has failed for good: tilt ci
+    itself waits out its whole timeout on a crash loop or a pull back-off, the pipeline can stop it
+    within a second instead. It never decides success: `wait_healthy` does, afterwards, on the same
+    watches and cache, so an app that is healthy already is reported at once, without listing again.
     """
 
     def __init__(
@@ -727,9 +752,7 @@ class Sentinel:
         self.failed = threading.Event()
         self.reasons: list[str] = []
         self._done = threading.Event()
-        self._waiter = _Waiter(
-            api_client, namespaces, float("inf"), {}, max_restarts, log, unschedulable_grace, PROGRESS_EVERY
-        )
+        self._waiter = _Waiter(api_client, namespaces, max_restarts, log, unschedulable_grace)
         self._thread = threading.Thread(target=self._run, name="readiness-sentinel", daemon=True)
 
     def __enter__(self) -> Sentinel:
@@ -738,19 +761,33 @@ class Sentinel:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=TICK * 4)
+        self._stop_thread()
         self._waiter.close()
 
+    def wait_healthy(
+        self,
+        timeout: float,
+        per_resource_timeouts: Mapping[str, float],
+        cancel: threading.Event | None = None,
+        progress_every: float = PROGRESS_EVERY,
+    ) -> list[ResourceResult]:
+        """The module's wait_healthy, on this sentinel's watches: its thread hands the cache over."""
+        self._stop_thread()
+        return self._waiter.wait(timeout, per_resource_timeouts, cancel, progress_every)
+
+    def _stop_thread(self) -> None:
+        self._done.set()
+        self._waiter.queue.put(_WAKE)  # rather than let it sleep out its tick
+        if self._thread.is_alive():
+            self._thread.join()  # never two threads on one cache
+
     def _run(self) -> None:
-        listed: set[tuple[str, str | None]] = set()
         waiter = self._waiter
-        while not self._done.is_set():
-            with contextlib.suppress(queue.Empty):
-                waiter._handle(waiter.queue.get(timeout=TICK), listed)
-                while True:
-                    waiter._handle(waiter.queue.get_nowait(), listed)
-            if len(listed) < waiter.expected_lists:
+        while True:
+            waiter.pump(TICK)
+            if self._done.is_set():
+                return
+            if not waiter.listed_all():
                 continue
             waiter.evaluate(time.monotonic())
             if waiter.fatal:

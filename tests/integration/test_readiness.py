@@ -119,16 +119,26 @@ def create(api: client.ApiClient, namespace: str, *objects: dict[str, Any]) -> N
         creator(namespace, obj, _request_timeout=30)
 
 
-def wait(api, namespace, timeout=120.0, per=None, max_restarts=3, grace=2.0, cancel=None, lines=None):
+WATCHES = ("own", "sentinel")  # wait_healthy's own watches, or those a Sentinel kept while tilt ci ran
+TILT_SECONDS = 1.0  # how long the sentinel watches before readiness takes over, in these tests
+
+
+def wait(api, namespace, timeout=120.0, per=None, max_restarts=3, grace=2.0, cancel=None, lines=None,
+         watches="own"):  # fmt: skip
     log = lines.append if lines is not None else (lambda _: None)
-    return readiness.wait_healthy(api, [namespace], timeout, per or {}, max_restarts, log, cancel,
-                                  unschedulable_grace=grace, progress_every=1.0)  # fmt: skip
+    if watches == "own":
+        return readiness.wait_healthy(api, [namespace], timeout, per or {}, max_restarts, log, cancel,
+                                      unschedulable_grace=grace, progress_every=1.0)  # fmt: skip
+    with readiness.Sentinel(api, [namespace], max_restarts, log, unschedulable_grace=grace) as sentinel:
+        time.sleep(TILT_SECONDS)  # as a run does: the sentinel watches while tilt ci runs
+        return sentinel.wait_healthy(timeout, per or {}, cancel, progress_every=1.0)
 
 
 # --- healthy -------------------------------------------------------------------------------------
 
 
-def test_all_kinds_healthy(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_all_kinds_healthy(api, namespace, watches):
     sts = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
@@ -143,7 +153,7 @@ def test_all_kinds_healthy(api, namespace):
     create(api, namespace, deployment("web", replicas=2), sts, ds, job("migrate"), bare)
     lines: list[str] = []
     t0 = time.monotonic()
-    results = wait(api, namespace, lines=lines)
+    results = wait(api, namespace, lines=lines, watches=watches)
     assert time.monotonic() - t0 < 60
     by = {r.name: r for r in results}
     assert set(by) == {f"{k}/{namespace}/{n}" for k, n in
@@ -168,6 +178,25 @@ def test_all_namespaces_but_system(api, namespace):
     assert all(r.ok for r in results), results
 
 
+def test_after_the_sentinel_an_already_healthy_app_is_reported_at_once(api, namespace):
+    """A run's readiness stage after tilt ci exited 0: the sentinel's cache decides, nothing is listed
+    again. The sentinel watches from before the app exists, as it does from before tilt ci starts."""
+    with readiness.Sentinel(api, [namespace], 3, lambda _: None) as sentinel:
+        create(api, namespace, deployment("web", replicas=2), job("migrate"))
+        t0 = time.monotonic()
+        assert all(r.ok for r in wait(api, namespace))  # on its own watches: healthy now
+        fresh = time.monotonic() - t0
+        t0 = time.monotonic()
+        results = sentinel.wait_healthy(60, {})
+        took = time.monotonic() - t0
+    print(f"readiness on the sentinel's watches: {took * 1000:.0f} ms (own watches: {fresh * 1000:.0f} ms)")
+    assert [(r.name, r.ok) for r in results] == [
+        (f"deployment/{namespace}/web", True), (f"job/{namespace}/migrate", True)]
+    assert all(r.ready_seconds and 0 < r.ready_seconds < 60 for r in results), results  # since watching began
+    assert took < 0.5, took
+    assert not sentinel.failed.is_set()
+
+
 # --- failing fast, with the right reason ------------------------------------------------------------
 
 
@@ -185,11 +214,12 @@ def test_all_namespaces_but_system(api, namespace):
     ],
     ids=["crashloop", "imagepull", "oomkilled", "unschedulable", "failed-job"],
 )  # fmt: skip
-def test_fails_fast_with_reason(api, namespace, objects, name, reason, words):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_fails_fast_with_reason(api, namespace, objects, name, reason, words, watches):
     create(api, namespace, *objects, deployment("fine"))
     lines: list[str] = []
     t0 = time.monotonic()
-    results = wait(api, namespace, timeout=120, lines=lines)
+    results = wait(api, namespace, timeout=120, lines=lines, watches=watches)
     took = time.monotonic() - t0
     assert took < FAIL_FAST_LIMIT, (took, results)
     by = {r.name: r for r in results}
@@ -201,11 +231,12 @@ def test_fails_fast_with_reason(api, namespace, objects, name, reason, words):
     print(f"{reason}: reported after {took:.1f}s")
 
 
-def test_readiness_probe_failing_times_out_with_classification(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_readiness_probe_failing_times_out_with_classification(api, namespace, watches):
     create(api, namespace, deployment("web", behavior="notready"), deployment("fine"))
     lines: list[str] = []
     t0 = time.monotonic()
-    results = wait(api, namespace, timeout=4, lines=lines)
+    results = wait(api, namespace, timeout=4, lines=lines, watches=watches)
     assert 4 <= time.monotonic() - t0 < 15
     by = {r.name: r for r in results}
     bad = by[f"deployment/{namespace}/web"]
@@ -216,38 +247,42 @@ def test_readiness_probe_failing_times_out_with_classification(api, namespace):
                for line in lines), lines  # fmt: skip
 
 
-def test_per_resource_timeout_extends_only_that_workload(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_per_resource_timeout_extends_only_that_workload(api, namespace, watches):
     create(api, namespace, deployment("web", behavior="notready"), deployment("slow", behavior="notready"))
     t0 = time.monotonic()
-    results = wait(api, namespace, timeout=2, per={"deployment/slow": 6})
+    results = wait(api, namespace, timeout=2, per={"deployment/slow": 6}, watches=watches)
     took = time.monotonic() - t0
     assert 6 <= took < 15, took
     assert [(r.name.split("/")[-1], r.reason) for r in results] == [("slow", "Timeout"), ("web", "Timeout")]
     assert "after 6s" in (results[0].message or "") and "after 2s" in (results[1].message or "")
 
 
-def test_max_restarts_decides_whether_a_crash_loop_is_fatal(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_max_restarts_decides_whether_a_crash_loop_is_fatal(api, namespace, watches):
     create(api, namespace, deployment("web", behavior="crashloop"))  # kwok reports restartCount 5
     t0 = time.monotonic()
-    [res] = wait(api, namespace, timeout=5, max_restarts=10)
+    [res] = wait(api, namespace, timeout=5, max_restarts=10, watches=watches)
     assert time.monotonic() - t0 >= 5  # not fatal with 10 allowed: waited the timeout out
     assert res.reason == "Timeout" and "CrashLoopBackOff" in (res.message or "")
 
 
-def test_cancel_raises_cancelled(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_cancel_raises_cancelled(api, namespace, watches):
     create(api, namespace, deployment("web", behavior="notready"))
     cancel = threading.Event()
     threading.Timer(1.0, cancel.set).start()
     t0 = time.monotonic()
     with pytest.raises(Cancelled):
-        wait(api, namespace, timeout=60, cancel=cancel)
+        wait(api, namespace, timeout=60, cancel=cancel, watches=watches)
     assert time.monotonic() - t0 < 3
 
 
 # --- latency: last pod Ready -> healthy reported -------------------------------------------------------
 
 
-def test_latency_from_last_pod_ready_to_healthy_is_under_a_second(api, namespace):
+@pytest.mark.parametrize("watches", WATCHES)
+def test_latency_from_last_pod_ready_to_healthy_is_under_a_second(api, namespace, watches):
     """The deployment starts unschedulable; once the test lifts the nodeSelector, a new pod turns Ready.
     The test's own watch notes when it sees that pod Ready; wait_healthy must return within 1 s of it."""
     create(api, namespace, deployment("web", node_selector={"pyci-lab/wait": "x"}))
@@ -270,7 +305,8 @@ def test_latency_from_last_pod_ready_to_healthy_is_under_a_second(api, namespace
     watcher.start()
     out: list[Any] = []
     waiter = threading.Thread(
-        target=lambda: out.append((wait(api, namespace, timeout=60, grace=120), time.monotonic())),
+        target=lambda: out.append(
+            (wait(api, namespace, timeout=60, grace=120, watches=watches), time.monotonic())),
         daemon=True,
     )
     waiter.start()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from pyci import readiness as r
+from pyci.results import Cancelled
 
 
 def meta(name, ns="default", gen=1, owner=None, labels=None, created="2026-11-22T10:00:00Z"):
@@ -308,15 +310,16 @@ def test_result_name_and_describe_pending():
 # --- the waiter's decisions, without an API server -------------------------------------------------
 
 
-def waiter(timeout=60.0, per=None, grace=10.0):
-    w = r._Waiter(None, (), timeout, per or {}, 3, lambda _: None, grace, 5.0)  # type: ignore[arg-type]
+def waiter(timeout=60.0, per=None, grace=10.0, log=lambda _: None):
+    w = r._Waiter(None, (), 3, log, grace)  # type: ignore[arg-type]
+    w.start_clock(timeout, per or {})
     return w
 
 
 def test_waiter_finishes_when_all_healthy_and_records_ready_time():
     w = waiter()
     w.cache.apply("Deployment", "ADDED", deployment())
-    pending, finished = w.evaluate(w.start + 2.5)
+    pending, finished = w.evaluate(w.watching_since + 2.5)
     assert finished and not pending
     assert w.ready_at == {("Deployment", "default", "web"): 2.5}
 
@@ -366,7 +369,7 @@ def test_waiter_with_nothing_to_watch_finishes_at_once():
 def test_system_namespaces_are_skipped_unless_asked_for():
     assert not waiter()._wanted("kube-system")
     assert waiter()._wanted("default")
-    w = r._Waiter(None, ("a",), 1, {}, 3, lambda _: None, 1, 1)  # type: ignore[arg-type]
+    w = r._Waiter(None, ("a",), 3, lambda _: None, 1)  # type: ignore[arg-type]
     assert w._wanted("a") and not w._wanted("default")
 
 
@@ -380,3 +383,85 @@ def test_objects_being_deleted_are_not_waited_for():
     c.apply("Pod", "ADDED", p)
     assert c.workloads() == {}
     assert c.pods_by_workload() == {}
+
+
+# --- waiting on a cache that is already filled: the sentinel's hand-over ---------------------------
+
+
+def listed(w, *kinds):
+    """As if the watches of `kinds` had listed (all namespaces) and delivered nothing since."""
+    w.listed.update((kind, None) for kind in kinds)
+    w.expected_lists = len(kinds)
+    return w
+
+
+def test_wait_decides_on_a_filled_cache_without_blocking(monkeypatch):
+    monkeypatch.setattr(r, "TICK", 30.0)  # blocking on the (empty) queue even once would show
+    w = listed(waiter(), "Deployment")
+    w.cache.apply("Deployment", "ADDED", deployment())
+    t0 = time.monotonic()
+    [res] = w.wait(60, {}, None, 5.0)
+    assert time.monotonic() - t0 < 5
+    assert (res.name, res.ok) == ("deployment/default/web", True)
+
+
+def test_wait_counts_allowances_from_its_own_start_and_ready_times_from_the_watch():
+    lines: list[str] = []
+    w = listed(waiter(log=lines.append), "Deployment")
+    w.watching_since -= 100  # tilt ci ran for 100 s while the watches filled the cache
+    w.cache.apply("Deployment", "ADDED", deployment("web"))
+    w.cache.apply("Deployment", "ADDED", deployment("slow", available=1))
+    t0 = time.monotonic()
+    slow, web = w.wait(1.0, {}, None, 0.0)
+    assert 1.0 <= time.monotonic() - t0 < 5  # not timed out at once for the 100 s already gone
+    assert web.ok and web.ready_seconds is not None and web.ready_seconds >= 100
+    assert (slow.ok, slow.reason) == (False, "Timeout") and "after 1s (1/2 available" in (slow.message or "")
+    assert any(line.startswith("readiness: still not healthy: deployment/default/slow") for line in lines)
+
+
+def test_wait_raises_cancelled():
+    cancel = threading.Event()
+    cancel.set()
+    w = listed(waiter(), "Deployment")
+    w.cache.apply("Deployment", "ADDED", deployment(available=1))
+    with pytest.raises(Cancelled):
+        w.wait(60, {}, cancel, 5.0)
+
+
+@pytest.fixture
+def fed_sentinel(monkeypatch):
+    """A Sentinel whose only watch is the test: it puts the API's messages on the queue itself."""
+    monkeypatch.setattr(r._Waiter, "start_watches", lambda self: setattr(self, "expected_lists", 1))
+    monkeypatch.setattr(r, "_enrich", lambda core, ns, problem: (problem.message, ""))  # no API for logs
+    with r.Sentinel(None, (), 3, lambda _: None) as sentinel:  # type: ignore[arg-type]
+        yield sentinel, sentinel._waiter.queue
+
+
+def test_sentinel_hands_its_cache_over_to_wait_healthy(fed_sentinel, monkeypatch):
+    sentinel, feed = fed_sentinel
+    feed.put(r._Msg("Deployment", None, "LIST", [deployment()]))
+    deadline = time.monotonic() + 5
+    while feed.qsize() and time.monotonic() < deadline:  # the sentinel thread takes it in
+        time.sleep(0.01)
+    assert not feed.qsize() and not sentinel.failed.is_set()
+    monkeypatch.setattr(r, "TICK", 30.0)
+    t0 = time.monotonic()
+    [res] = sentinel.wait_healthy(60, {})
+    assert time.monotonic() - t0 < 5  # no new list, no wait for one: the cache decided
+    assert res.ok and not sentinel._thread.is_alive()  # one thread on the cache at a time
+
+
+def test_sentinel_fails_fast_and_wait_healthy_then_explains_at_once(fed_sentinel):
+    sentinel, feed = fed_sentinel
+    crash = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=5, last={"exitCode": 1})
+    feed.put(r._Msg("Deployment", None, "LIST", [deployment("web", available=0), deployment("ok")]))
+    feed.put(r._Msg("Pod", None, "ADDED", [pod(ready=False, statuses=[crash])]))
+    assert sentinel.failed.wait(5)
+    assert sentinel.reasons == ["deployment/default/web (CrashLoopBackOff)"]
+    t0 = time.monotonic()
+    results = sentinel.wait_healthy(15, {})
+    assert time.monotonic() - t0 < 5
+    assert [(x.name, x.ok, x.reason) for x in results] == [
+        ("deployment/default/ok", True, None),
+        ("deployment/default/web", False, "CrashLoopBackOff"),
+    ]
