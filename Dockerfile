@@ -128,8 +128,10 @@ COPY --from=tools /out/ /stage/
 COPY --from=python /out/ /stage/
 COPY entrypoint/image/rootfs.py /build/rootfs.py
 RUN python3 /build/rootfs.py /stage /rootfs \
-    && chroot /rootfs /usr/local/bin/pyci version >/dev/null \
-    && chroot /rootfs /bin/sh -c 'command -v tar gzip' >/dev/null
+    && mkdir /check && cp -a /rootfs/. /rootfs-tools/. /rootfs-python/. /check/ \
+    && chroot /check /usr/local/bin/pyci version >/dev/null \
+    && chroot /check /bin/sh -c 'command -v tar gzip' >/dev/null \
+    && rm -rf /check
 
 # --- runtime: nothing but the rootfs (no package manager, no docs): the bundled tools plus ~80 MB -----
 FROM scratch
@@ -146,7 +148,10 @@ LABEL org.opencontainers.image.title="pyci-action" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}"
+# Three layers, the most stable first (see rootfs.py): the system, the tools, the Python packages.
 COPY --from=rootfs /rootfs/ /
+COPY --from=rootfs /rootfs-tools/ /
+COPY --from=rootfs /rootfs-python/ /
 # Unbuffered: the log must stream into the CI console as tilt and the readiness watch progress.
 ENV PATH=/usr/local/bin:/usr/bin \
     HOME=/root \

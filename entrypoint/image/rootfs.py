@@ -2,6 +2,9 @@
 
     python3 rootfs.py STAGE ROOTFS
 
+writes ROOTFS (the system), ROOTFS-tools (kind, kubectl, tilt, docker) and ROOTFS-python (the
+packages and the pyci script): one image layer each.
+
 Run by the base image's own Python (a Debian-based Python 3.11: python:3.11-slim-bookworm for
 releases, the lab's debootstrap image offline). The result holds only what pyci runs:
 
@@ -195,6 +198,23 @@ def ld_cache_into(root: Path) -> None:
     subprocess.run(["ldconfig", "-r", str(root)], check=True)
 
 
+# The image's layers, each its own tree beside ROOTFS: the bundled tools (the bulk, changing only with
+# versions.env), the Python packages (changing with every pyci release), and the rest (the system).
+# Three layers also download in parallel.
+TOOLS = ("usr/local/bin/kind", "usr/local/bin/kubectl", "usr/local/bin/tilt", "usr/local/bin/docker")
+
+
+def split_layers(root: Path) -> dict[str, list[str]]:
+    site = merged(str(Path(sysconfig.get_paths()["purelib"]).relative_to("/")))
+    layers = {"tools": list(TOOLS), "python": [site, "usr/local/bin/pyci"]}
+    for layer, paths in layers.items():
+        for rel in paths:
+            dest = root.parent / f"{root.name}-{layer}" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(root / rel, dest)
+    return layers
+
+
 def main(stage: Path, root: Path) -> None:
     root.mkdir(parents=True)
     system_files_into(root)
@@ -214,6 +234,7 @@ def main(stage: Path, root: Path) -> None:
         if path.is_file() and not path.is_symlink() and path.stat().st_mode & stat.S_IWOTH:
             path.chmod(path.stat().st_mode & ~stat.S_IWOTH)
     ld_cache_into(root)
+    split_layers(root)
     print(f"rootfs: {len(added)} shared libraries: {' '.join(Path(a).name for a in added)}")
 
 
