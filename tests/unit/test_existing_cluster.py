@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -32,6 +34,14 @@ def test_explicit_kubeconfig_wins(tmp_path):
 def test_first_existing_file_of_KUBECONFIG(tmp_path):
     b = kubeconfig(tmp_path / "b")
     assert resolve_kubeconfig(None, {"KUBECONFIG": f"{tmp_path / 'missing'}:{b}"}) == b
+
+
+def test_a_relative_kubeconfig_is_made_absolute(tmp_path, monkeypatch):
+    # tilt runs in the Tiltfile's folder: a relative KUBECONFIG would point elsewhere from there.
+    kubeconfig(tmp_path / "lab-kubeconfig")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_kubeconfig(Path("lab-kubeconfig"), {}) == tmp_path / "lab-kubeconfig"
+    assert resolve_kubeconfig(None, {"KUBECONFIG": "lab-kubeconfig"}).is_absolute()
 
 
 def test_no_kubeconfig_is_an_input_error(tmp_path):

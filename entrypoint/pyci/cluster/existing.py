@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def resolve_kubeconfig(explicit: Path | None, environ: dict[str, str] | None = None) -> Path:
-    """settings.kubeconfig, else the first file in $KUBECONFIG, else ~/.kube/config."""
+    """settings.kubeconfig, else the first file in $KUBECONFIG, else ~/.kube/config; made absolute,
+    because tilt runs in the Tiltfile's folder and would read a relative path from there."""
     env = os.environ if environ is None else environ
     if explicit is not None:
         candidates = [explicit]
@@ -29,7 +30,7 @@ def resolve_kubeconfig(explicit: Path | None, environ: dict[str, str] | None = N
         candidates = [Path.home() / ".kube" / "config"]
     for path in candidates:
         if path.is_file():
-            return path
+            return path.resolve()
     raise InputError(
         f"kubeconfig: no kubeconfig found at {', '.join(map(str, candidates))} (cluster: existing)"
     )
