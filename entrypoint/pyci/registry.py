@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -424,6 +425,23 @@ def delete_run_images(info: RegistryInfo, repositories: Sequence[str] | None = N
 
 
 # --- wiring to the cluster --------------------------------------------------------------------------
+
+
+def join_cluster_network(
+    client: docker.DockerClient, info: RegistryInfo, cluster: ClusterInfo
+) -> RegistryInfo:
+    """Put a local registry on the cluster's network, and return its info with the host port it has
+    once there: Docker 20.10 re-picks an ephemeral (port 0) binding when the container joins a
+    network, so a port read before that is stale and tilt's pushes would be refused."""
+    if info.mode != "local" or not (cluster.network and info.container_name):
+        return info
+    connect_network(client, info.container_name, cluster.network)
+    port = published_port(client.containers.get(info.container_name))
+    if port == info.port:
+        return info
+    log.info("registry %s: docker moved its host port from %s to %d on joining %s",
+             info.container_name, info.port, port, cluster.network)
+    return dataclasses.replace(info, host=f"localhost:{port}", prefix=f"localhost:{port}", port=port)
 
 
 def connect_to_cluster(

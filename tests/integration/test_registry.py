@@ -6,12 +6,15 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import os
 import socket
 import subprocess
 import tarfile
+import uuid
 import warnings
 
 import docker.errors
+import docker.types
 import pytest
 import requests
 
@@ -197,6 +200,29 @@ def test_connect_network_is_idempotent(docker_client, lab_images):
                 ]
             )
             assert code.exit_code == 0 and code.output.decode().strip() == "200"
+
+
+def test_joining_the_cluster_network_reports_the_port_the_registry_then_has(docker_client, lab_images):
+    # With port 0, Docker 20.10 publishes the registry on another host port once it joins an
+    # IPv6-enabled network like kind's (seen with a real kind cluster: 32834, then 32835).
+    subnet = f"fd{os.getpid() % 256:02x}:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}:1::/64"
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+    net = docker_client.networks.create(unique("it-kindlike"), enable_ipv6=True, ipam=ipam,
+                                        labels={"io.pyci.lab": "true"})
+    try:
+        with contextlib.ExitStack() as stack:
+            info = registry.provision(settings(lab_images, registry_port=0), docker_client, HOST, stack)
+            cluster = ClusterInfo(name="x", kubeconfig=None, internal_kubeconfig=None,  # type: ignore[arg-type]
+                                  context="kind-x", nodes=(), network=net.name)
+            joined = registry.join_cluster_network(docker_client, info, cluster)
+            actual = registry.published_port(docker_client.containers.get(info.container_name))
+            print(f"registry port before joining {info.port}, after {actual}")
+            assert joined.port == actual
+            assert joined.host == joined.prefix == f"localhost:{actual}"
+            assert requests.get(f"http://127.0.0.1:{actual}/v2/", timeout=10).status_code == 200
+            assert registry.join_cluster_network(docker_client, joined, cluster) == joined  # idempotent
+    finally:
+        net.remove()
 
 
 def test_hosts_toml_written_on_nodes(docker_client, lab_images):
