@@ -139,6 +139,8 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
             lambda: provider.create(cluster_stack),
         )
     state.cluster_name = cluster_info.name
+    # Before anything reads the registry's port: joining the cluster's network can change it.
+    reg_info = registry.join_cluster_network(client, reg_info, cluster_info)
     state.registry = reg_info.prefix or reg_info.host or ""
     if reg_info.mode == "local" and reg_info.host:
         # tilt leaves `<registry>/<image>:tilt-<hash>` tags in the daemon; they die with the registry.

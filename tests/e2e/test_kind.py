@@ -1,0 +1,118 @@
+"""The product end to end on a real kind cluster: `pyci run` with its defaults (cluster: kind,
+registry: local) on the bundled examples, on this machine's daemon (topology host).
+
+The node image is the lab's, built offline by tools/build-kind-node (no kindest/node can be pulled
+here): systemd, containerd, a real kubelet and kube-proxy, CoreDNS and the control plane as static
+pods, pod networking by a static bridge CNI config (single node). The only lab workaround is
+tools/kind-node/shim/docker, first in PATH: this daemon lacks CAP_SYS_RESOURCE, so `--privileged`,
+which kind asks for every node, fails; the shim turns it into every capability the daemon has.
+Here, unlike on the kwok control plane, containers really run: a crash loop is a process that
+exits, and its log lines are real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LAB_BIN, REPO, lab_missing, lab_tool
+from tests.lab.github import read_outputs
+
+NODE_IMAGE = "pyci-lab/kind-node:v1.34.4"
+SHIM = REPO / "tools" / "kind-node" / "shim"
+
+
+@pytest.fixture(scope="module")
+def node_image(docker_client, lab_images) -> str:
+    try:
+        docker_client.images.get(NODE_IMAGE)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+        lab_missing(f"kind node image {NODE_IMAGE} (tools/build-kind-node)")
+    lab_tool("kind")
+    return NODE_IMAGE
+
+
+def pyci_run(tmp_path: Path, example: str, cluster: str, node_image: str,
+             *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`pyci run` as a GitHub job step would start it on a runner (outputs and summary as files)."""
+    files = tmp_path / "github"
+    files.mkdir()
+    env = dict(os.environ, PATH=f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ['PATH']}",
+               GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_ATTEMPT="1",
+               GITHUB_OUTPUT=str(files / "output"), GITHUB_STEP_SUMMARY=str(files / "summary"))
+    cmd = [sys.executable, "-m", "pyci", "run",
+           "--working-directory", str(REPO / "examples" / example),
+           "--cluster-name", cluster, "--node-image", node_image,
+           "--registry-image", "pyci-lab/registry:latest", "--registry-port", "0",
+           "--junit", str(tmp_path / "junit.xml"), "--artifacts-dir", str(tmp_path / "artifacts"),
+           "--timeout", "5m", "--tilt-args=--base-image=pyci-lab/base:latest", *extra]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return done, files
+
+
+def assert_nothing_left(docker_client, cluster: str, registry: str) -> None:
+    clusters = subprocess.run([str(lab_tool("kind")), "get", "clusters"], capture_output=True, text=True,
+                              timeout=60)
+    assert cluster not in clusters.stdout.split(), clusters.stdout
+    for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}"):
+        left = docker_client.containers.list(all=True, filters={"label": label})
+        assert left == [], [c.name for c in left]
+    assert registry.startswith("localhost:"), registry
+    tags = [t for i in docker_client.images.list() for t in i.tags if t.startswith(f"{registry}/")]
+    assert tags == []  # tilt's <registry>/<image>:tilt-<hash> tags go with the registry
+
+
+def failures(junit: Path) -> dict[str, str]:
+    root = ET.parse(junit).getroot()
+    return {case.get("name", ""): (case.find("failure").get("message") or "")  # type: ignore[union-attr]
+            for case in root.iter("testcase") if case.find("failure") is not None}
+
+
+def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str, docker_client) -> None:
+    cluster, registry = f"e2e-hello-{os.getpid()}", "localhost:unknown"
+    try:
+        done, files = pyci_run(tmp_path, "hello", cluster, node_image)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-6000:]
+        assert "topology: host" in log, log[-3000:]
+        outputs = read_outputs(files / "output")
+        registry = outputs["registry"]
+        assert outputs["result"] == "success", outputs
+        assert outputs["cluster-name"] == cluster
+        assert failures(tmp_path / "junit.xml") == {}
+        cases = {c.get("name") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+        assert {"api", "web", "migrate"} <= cases, cases
+        summary = (files / "summary").read_text()
+        assert "`api`" in summary and "`migrate`" in summary
+    finally:
+        subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", cluster],
+                       capture_output=True, timeout=120)
+    assert_nothing_left(docker_client, cluster, registry)
+
+
+def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_image: str,
+                                                         docker_client) -> None:
+    cluster, registry = f"e2e-broken-{os.getpid()}", "localhost:unknown"
+    try:
+        done, files = pyci_run(tmp_path, "broken", cluster, node_image, "--wait-timeout", "3m")
+        log = done.stdout + done.stderr
+        assert done.returncode == 1, log[-6000:]
+        outputs = read_outputs(files / "output")
+        registry = outputs["registry"]
+        assert outputs["result"] == "failure", outputs
+        failed = failures(tmp_path / "junit.xml")
+        assert "api" in failed and ("CrashLoopBackOff" in failed["api"] or "Error" in failed["api"]), failed
+        # The container really ran: its own last words are in the report and the bundle.
+        assert "DATABASE_URL is not set" in (tmp_path / "junit.xml").read_text()
+        bundle = tmp_path / "artifacts" / "diagnostics"
+        logs = [p.read_text(errors="replace") for p in bundle.rglob("*.log")]
+        assert any("DATABASE_URL is not set" in text for text in logs), sorted(map(str, bundle.rglob("*")))
+    finally:
+        subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", cluster],
+                       capture_output=True, timeout=120)
+    assert_nothing_left(docker_client, cluster, registry)
