@@ -38,6 +38,7 @@ UNSCHEDULABLE_GRACE = 10.0
 CONFIG_ERROR_GRACE = 10.0
 PROGRESS_EVERY = 5.0
 LOG_TAIL = 20
+_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod annotation of an Indexed Job
 
 # waiting reasons a container does not recover from by itself
 _CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "InvalidImageName"})
@@ -98,8 +99,10 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 # ------------------------------------------------------------------------------------- health rules
 
 
-def workload_health(kind: str, obj: Mapping[str, Any]) -> tuple[bool, str]:
-    """(healthy, what is missing) for one workload object."""
+def workload_health(
+    kind: str, obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
+) -> tuple[bool, str]:
+    """(healthy, what is missing) for one workload object and its pods."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     meta = obj.get("metadata") or {}
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
@@ -132,8 +135,12 @@ def workload_health(kind: str, obj: Mapping[str, Any]) -> tuple[bool, str]:
         completions = spec.get("completions")
         wanted = _int(completions) if completions is not None else 1
         succeeded = _int(status.get("succeeded"))
-        if _conditions(obj).get("Complete", {}).get("status") == "True":
+        conditions = _conditions(obj)
+        if conditions.get("Complete", {}).get("status") == "True":
             return True, "complete"
+        if conditions.get("Failed", {}).get("status") != "True" and _succeeded_pods(pods) >= wanted:
+            # the Job controller counts finished pods in batches, up to a second late: they decide
+            return True, f"{wanted}/{wanted} pods succeeded"
         return succeeded >= wanted, f"{succeeded}/{wanted} succeeded"
     if kind == "Pod":
         phase = status.get("phase")
@@ -142,6 +149,16 @@ def workload_health(kind: str, obj: Mapping[str, Any]) -> tuple[bool, str]:
         ready = _conditions(obj).get("Ready", {}).get("status") == "True"
         return ready and phase == "Running", "ready" if ready else f"{phase or 'Pending'}, not ready"
     return True, ""
+
+
+def _succeeded_pods(pods: Iterable[Mapping[str, Any]]) -> int:
+    """Succeeded pods of a Job; an Indexed Job's counted once per completion index."""
+    done = set()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") == "Succeeded":
+            meta = pod.get("metadata") or {}
+            done.add((meta.get("annotations") or {}).get(_COMPLETION_INDEX) or meta.get("name"))
+    return len(done)
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -627,7 +644,7 @@ class _Waiter:
         for key in [k for k in self.ready_at if k not in workloads]:
             del self.ready_at[key]
         for key, obj in workloads.items():
-            healthy, detail = workload_health(key[0], obj)
+            healthy, detail = workload_health(key[0], obj, pods.get(key, []))
             if healthy:
                 self.ready_at.setdefault(key, now - self.watching_since)
                 self.fatal.pop(key, None)

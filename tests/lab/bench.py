@@ -4,9 +4,9 @@ plain  = a registry container (`docker run`) + the local-registry-hosting Config
          + `tilt ci` + `docker rm`  — what kind's docs and a CI script do by hand (the kind cluster
          itself is the same in both, so it is left out: the lab control plane stands in for it)
 pyci   = `pyci run --cluster existing` on the same Tiltfile
-Each repetition deploys into a fresh namespace. Also reports pyci's readiness stage (the pass after
-`tilt ci`, from its JUnit report) and readiness detection latency: the last pod turning Ready (as a
-watch of our own sees it) -> readiness.wait_healthy returning.
+Each repetition deploys into a fresh namespace. Also reports pyci's stages (from its JUnit report;
+readiness is the pass after `tilt ci`) and readiness detection latency: the last pod turning Ready
+(as a watch of our own sees it) -> readiness.wait_healthy returning.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def run_plain(cp: ControlPlane, app: Path, ns: str) -> float:
     return time.monotonic() - t0
 
 
-def run_pyci(cp: ControlPlane, app: Path, ns: str, out: Path) -> tuple[float, float]:
-    """(seconds the run took, seconds of its readiness stage, as its JUnit report says)."""
+def run_pyci(cp: ControlPlane, app: Path, ns: str, out: Path) -> tuple[float, dict[str, float]]:
+    """(seconds the run took, seconds of each of its stages, as its JUnit report says)."""
     t0 = time.monotonic()
     junit = out / f"{ns}.xml"
     run = subprocess.run(["pyci", "run", "--cluster", "existing", "--kubeconfig", str(cp.kubeconfig),
@@ -74,12 +74,12 @@ def run_pyci(cp: ControlPlane, app: Path, ns: str, out: Path) -> tuple[float, fl
     took = time.monotonic() - t0
     if run.returncode != 0:  # a failed run's numbers mean nothing: say why it failed
         raise SystemExit(f"pyci run exited {run.returncode}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    return took, stage_seconds(junit, "readiness")
+    return took, stage_seconds(junit)
 
 
-def stage_seconds(junit: Path, stage: str) -> float:
-    case = ET.parse(junit).getroot().find(f".//testcase[@classname='pyci.setup'][@name='{stage}']")
-    return float(case.get("time", "nan")) if case is not None else float("nan")
+def stage_seconds(junit: Path) -> dict[str, float]:
+    cases = ET.parse(junit).getroot().iterfind(".//testcase[@classname='pyci.setup']")
+    return {str(c.get("name")): float(c.get("time", "nan")) for c in cases}
 
 
 def readiness_latency(cp: ControlPlane, ns: str) -> float:
@@ -133,17 +133,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pyci-bench-"))
     app = work / "app"
     shutil.copytree(APP, app)
-    plain, pyci, stage, latency = [], [], [], []
+    plain, pyci, latency = [], [], []
+    stage: list[dict[str, float]] = []
     try:
         run_plain(cp, app, namespace(cp, "warm"))  # warm the docker build cache for both
         for i in range(args.reps):
             plain.append(run_plain(cp, app, namespace(cp, f"plain-{i}")))
-            took, ready = run_pyci(cp, app, namespace(cp, f"pyci-{i}"), work)
+            took, stages = run_pyci(cp, app, namespace(cp, f"pyci-{i}"), work)
             pyci.append(took)
-            stage.append(ready)
+            stage.append(stages)
             latency.append(readiness_latency(cp, namespace(cp, f"lat-{i}")))
             print(f"rep {i + 1}: plain {plain[-1]:.2f}s  pyci {pyci[-1]:.2f}s  readiness stage "
-                  f"{stage[-1]:.2f}s  readiness latency {latency[-1] * 1000:.0f}ms", flush=True)
+                  f"{stage[-1]['readiness']:.2f}s  readiness latency {latency[-1] * 1000:.0f}ms", flush=True)
     finally:
         cp.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -152,7 +153,10 @@ def main() -> int:
     print(f"pyci run (cluster: existing):                  {spread(pyci)}")
     print(f"pyci overhead:                                 {spread(overhead)}  "
           f"(ratio pyci/plain {statistics.median(pyci) / statistics.median(plain):.2f})")
-    print(f"pyci readiness stage (after tilt ci):          {spread(stage)}")
+    print(f"pyci readiness stage (after tilt ci):          {spread([x['readiness'] for x in stage])}")
+    outside = [total - sum(x.values()) for total, x in zip(pyci, stage, strict=True)]
+    medians = [f"{name} {statistics.median(x[name] for x in stage):.2f}s" for name in stage[0]]
+    print(f"pyci stages (medians): {', '.join(medians)}, outside stages {statistics.median(outside):.2f}s")
     print(f"readiness detection latency:                   {spread(latency)}")
     return 0
 

@@ -125,6 +125,25 @@ def test_job_health():
     assert r.workload_health("Job", job(conditions=[{"type": "Complete", "status": "True"}]))[0]
 
 
+def job_pod(name, phase="Succeeded", index=None):
+    p = {"metadata": meta(name, owner=("Job", "migrate")), "status": {"phase": phase}}
+    if index is not None:
+        p["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": index}
+    return p
+
+
+def test_job_is_healthy_once_its_pods_succeeded_before_the_job_controller_counts_them():
+    assert r.workload_health("Job", job(), [job_pod("m-1")]) == (True, "1/1 pods succeeded")
+    assert not r.workload_health("Job", job(), [job_pod("m-1", phase="Running")])[0]
+    assert not r.workload_health("Job", job(completions=2), [job_pod("m-1")])[0]
+    assert r.workload_health("Job", job(completions=2), [job_pod("m-1"), job_pod("m-2")])[0]
+    # an Indexed Job's retried index counts once
+    twice = [job_pod("m-0-a", index="0"), job_pod("m-0-b", index="0")]
+    assert not r.workload_health("Job", job(completions=2), twice)[0]
+    failed = job(conditions=[{"type": "Failed", "status": "True"}])
+    assert not r.workload_health("Job", failed, [job_pod("m-1")])[0]
+
+
 def test_pod_health():
     assert r.workload_health("Pod", pod(owner=None))[0]
     assert not r.workload_health("Pod", pod(owner=None, ready=False))[0]
