@@ -129,6 +129,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     if not s.keep_cluster:
         stack.callback(_rmtree, workdir)
     provider = clusters.get_provider(s, workdir)
+    kind_network = getattr(provider, "network", None) if s.cluster == "kind" else None
+    if kind_network and not _network_exists(client, kind_network):
+        # kind makes its network on first use and never removes it: this run made it, so it goes,
+        # after the cluster and the registry (callbacks run last-in first-out).
+        stack.callback(_remove_network_if_unused, client, kind_network)
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
         stack.enter_context(reg_stack)
@@ -306,6 +311,19 @@ def _remove_tags(client: Any, prefix: str) -> None:
             if tag.startswith(prefix):
                 with contextlib.suppress(Exception):
                     client.images.remove(tag)
+
+
+def _network_exists(client: Any, name: str) -> bool:
+    return any(n.name == name for n in client.networks.list(names=[name]))  # the filter is a substring
+
+
+def _remove_network_if_unused(client: Any, name: str) -> None:
+    for network in client.networks.list(names=[name]):
+        network.reload()
+        if network.name == name and not network.attrs.get("Containers"):
+            with contextlib.suppress(Exception):
+                network.remove()
+                log.info("removed docker network %s", name)
 
 
 def _rmtree(path: Path) -> None:

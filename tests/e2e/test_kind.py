@@ -37,6 +37,14 @@ def node_image(docker_client, lab_images) -> str:
     return NODE_IMAGE
 
 
+def without_kind_network(docker_client) -> None:
+    """Start as a fresh runner would: kind has not made its network yet, so this run makes it."""
+    for net in docker_client.networks.list(names=["kind"]):
+        net.reload()
+        if net.name == "kind" and not net.attrs.get("Containers"):
+            net.remove()
+
+
 def pyci_run(tmp_path: Path, example: str, cluster: str, node_image: str,
              *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`pyci run` as a GitHub job step would start it on a runner (outputs and summary as files)."""
@@ -62,6 +70,8 @@ def assert_nothing_left(docker_client, cluster: str, registry: str) -> None:
     for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}"):
         left = docker_client.containers.list(all=True, filters={"label": label})
         assert left == [], [c.name for c in left]
+    # kind makes the network "kind" and never removes it; the run that made it does.
+    assert "kind" not in {n.name for n in docker_client.networks.list()}
     assert registry.startswith("localhost:"), registry
     tags = [t for i in docker_client.images.list() for t in i.tags if t.startswith(f"{registry}/")]
     assert tags == []  # tilt's <registry>/<image>:tilt-<hash> tags go with the registry
@@ -75,6 +85,7 @@ def failures(junit: Path) -> dict[str, str]:
 
 def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str, docker_client) -> None:
     cluster, registry = f"e2e-hello-{os.getpid()}", "localhost:unknown"
+    without_kind_network(docker_client)
     try:
         done, files = pyci_run(tmp_path, "hello", cluster, node_image)
         log = done.stdout + done.stderr
@@ -98,6 +109,7 @@ def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str
 def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_image: str,
                                                          docker_client) -> None:
     cluster, registry = f"e2e-broken-{os.getpid()}", "localhost:unknown"
+    without_kind_network(docker_client)
     try:
         done, files = pyci_run(tmp_path, "broken", cluster, node_image, "--wait-timeout", "3m")
         log = done.stdout + done.stderr
