@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -9,7 +10,8 @@ import pytest
 
 from tests.conftest import REPO, lab_tool
 
-IMAGE = "pyci-lab/pyci:e2e"
+# Concurrent sessions on one daemon (several worktrees) each set their own tag.
+IMAGE = os.environ.get("PYCI_E2E_IMAGE", "pyci-lab/pyci:e2e")
 
 
 @pytest.fixture(scope="session")
