@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pyci.settings import INPUTS
 from tests.conftest import REPO
+from tests.e2e.conftest import IMAGE
 from tests.lab.github import read_outputs
 
-IMAGE = "pyci-lab/pyci:e2e"
 SOCKET = "/var/run/docker.sock"
 
 
