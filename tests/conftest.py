@@ -39,6 +39,8 @@ def lab_missing(what: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYCI_TEST_ORDER") == "reverse":  # order independence, with pytest-randomly's shuffle
+        items.reverse()
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO).parts
         if "integration" in parts:
@@ -152,20 +154,34 @@ def lab_registry(docker_client, lab_images: LabImages) -> Iterator[LabRegistry]:
         yield LabRegistry(name=name, port=port)
     finally:
         container.remove(force=True, v=True)
+        # tilt tags what it pushes as localhost:<port>/<image>:tilt-<hash> in the daemon: they go too.
+        for image in docker_client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"localhost:{port}/"):
+                    docker_client.images.remove(tag, noprune=False)
 
 
 # --- the leftover check ---------------------------------------------------------------------------
-def _docker_state() -> tuple[set[str], set[str]] | None:
+class LeftoverCheckBlind(Exception):
+    """The leftover check could not look: that fails the session, it never passes it."""
+
+
+def _docker_state() -> set[str]:
+    """Containers, networks and the `localhost:<port>/...` tags tilt pushes (a run must remove them)."""
     try:
         import docker
 
         client = docker.from_env(timeout=10)
-        containers = {f"container {c.name}" for c in client.containers.list(all=True)}
-        networks = {f"network {n.name}" for n in client.networks.list()}
-        client.close()
-        return containers, networks
-    except Exception:  # noqa: BLE001 - no daemon: nothing to check
-        return None
+        try:
+            things = {f"container {c.name}" for c in client.containers.list(all=True)}
+            things |= {f"network {n.name}" for n in client.networks.list()}
+            things |= {f"image tag {t}" for i in client.images.list() for t in i.tags
+                       if t.startswith("localhost:")}
+        finally:
+            client.close()
+        return things
+    except Exception as e:  # noqa: BLE001 - whatever the cause, the check is blind
+        raise LeftoverCheckBlind(f"the Docker daemon did not answer the leftover check: {e}") from e
 
 
 def _lab_processes() -> set[str]:
@@ -187,33 +203,51 @@ def _kind_clusters() -> set[str]:
 
 
 def _snapshot() -> set[str]:
-    state = _docker_state()
-    things = _lab_processes() | _kind_clusters()
-    if state:
-        things |= state[0] | state[1]
-    return things
+    return _docker_state() | _lab_processes() | _kind_clusters()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_before_key] = _snapshot()
+    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1" or _unit_only(session.config):
+        return
+    try:
+        session.config.stash[_before_key] = _snapshot()
+    except LeftoverCheckBlind as e:
+        session.config.stash[_blind_key] = str(e)
+
+
+def _unit_only(config: pytest.Config) -> bool:
+    """Unit tests touch no daemon, process or cluster: they need (and get) no leftover check."""
+    args = [a for a in config.args if not a.startswith("-")]
+    return bool(args) and all(Path(a.split("::")[0]).resolve().is_relative_to(REPO / "tests" / "unit")
+                              for a in args)
 
 
 _before_key = pytest.StashKey[set[str]]()
+_blind_key = pytest.StashKey[str]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the suite if the tests left containers, networks, processes or clusters behind."""
-    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1":
+    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1" or _unit_only(session.config):
         return
-    before = session.config.stash.get(_before_key, set())
     left: set[str] = set()
-    for _ in range(10):  # give just-stopped processes and containers a moment to go
-        left = _snapshot() - before
-        if not left:
-            return
-        time.sleep(0.5)
+    blind = session.config.stash.get(_blind_key, "")
+    if not blind:
+        before = session.config.stash[_before_key]
+        try:
+            for _ in range(10):  # give just-stopped processes and containers a moment to go
+                left = _snapshot() - before
+                if not left:
+                    return
+                time.sleep(0.5)
+        except LeftoverCheckBlind as e:
+            blind = str(e)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = ["LEFTOVERS: the test session left these behind:", *sorted(left)]
+    if blind:
+        lines = [f"LEFTOVER CHECK FAILED: {blind}. Start the lab with `tools/lab`, or set "
+                 "PYCI_LAB_SKIP_LEFTOVER_CHECK=1 to run without the check on purpose."]
+    else:
+        lines = ["LEFTOVERS: the test session left these behind:", *sorted(left)]
     if reporter:
         reporter.write_line("\n".join(lines), red=True)
     else:

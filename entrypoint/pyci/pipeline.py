@@ -159,7 +159,8 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         api = _api_client(reach.kubeconfig)
         stack.callback(api.close)
         registry.connect_to_cluster(client, reg_info, cluster_info, api,
-                                    namespaces=s.namespaces or ("default",))
+                                    namespaces=s.namespaces or ("default",),
+                                    restore_on=stack if s.cluster == "existing" else None)
     _check_cancel(state)
 
     with _workload_watch(state, api) as sentinel:

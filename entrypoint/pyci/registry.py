@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import kubernetes.client
 import requests
+import urllib3.exceptions
 import yaml
 from docker.models.containers import Container
 from kubernetes.client.rest import ApiException
@@ -451,7 +452,9 @@ def connect_to_cluster(
     api_client: kubernetes.client.ApiClient,
     *,
     namespaces: Sequence[str] = ("default",),
+    restore_on: contextlib.ExitStack | None = None,
 ) -> None:
+    """Wire the registry into the cluster; with `restore_on`, the ConfigMap is put back at cleanup."""
     if info.mode == "none":
         return
     if info.mode == "local":
@@ -465,7 +468,10 @@ def connect_to_cluster(
             )
     else:
         grant_pull_access(api_client, info, namespaces)
-    apply_local_registry_hosting(api_client, info)
+    previous = apply_local_registry_hosting(api_client, info)
+    if restore_on is not None:
+        # A cluster that outlives the run must not keep pointing tilt at a registry that is gone.
+        restore_on.callback(restore_local_registry_hosting, api_client, previous)
 
 
 def connect_network(client: docker.DockerClient, container_name: str, network_name: str) -> None:
@@ -528,14 +534,24 @@ def local_registry_hosting(info: RegistryInfo) -> dict[str, str]:
 
 def apply_local_registry_hosting(
     api_client: kubernetes.client.ApiClient, info: RegistryInfo, timeout: float = 30.0
-) -> None:
+) -> kubernetes.client.V1ConfigMap | None:
+    """Create or replace the ConfigMap; return the one that was there before (None if none was)."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    try:
+        previous = core.read_namespaced_config_map(
+            CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, _request_timeout=timeout
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise InfrastructureError(f"Kubernetes API refused to read ConfigMap: {err.reason}",
+                                      str(err.body)) from err
+        previous = None
     body = kubernetes.client.V1ConfigMap(
         metadata=kubernetes.client.V1ObjectMeta(
             name=CONFIGMAP_NAME, namespace=CONFIGMAP_NAMESPACE, labels={LABEL_MANAGED: "true"}
         ),
         data={"localRegistryHosting.v1": yaml.safe_dump(local_registry_hosting(info), sort_keys=False)},
     )
-    core = kubernetes.client.CoreV1Api(api_client)
     _create_or_replace(
         lambda: core.create_namespaced_config_map(CONFIGMAP_NAMESPACE, body, _request_timeout=timeout),
         lambda: core.replace_namespaced_config_map(
@@ -543,6 +559,34 @@ def apply_local_registry_hosting(
         ),
     )
     log.info("applied ConfigMap %s/%s", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME)
+    return previous
+
+
+def restore_local_registry_hosting(
+    api_client: kubernetes.client.ApiClient,
+    previous: kubernetes.client.V1ConfigMap | None,
+    timeout: float = 30.0,
+) -> None:
+    """Put back the ConfigMap a run found, or delete the one it made; never fails the cleanup."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    try:
+        if previous is None:
+            core.delete_namespaced_config_map(CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, _request_timeout=timeout)
+            log.info("removed ConfigMap %s/%s", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME)
+            return
+        meta = previous.metadata or kubernetes.client.V1ObjectMeta()
+        body = kubernetes.client.V1ConfigMap(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=CONFIGMAP_NAME, namespace=CONFIGMAP_NAMESPACE,
+                labels=meta.labels, annotations=meta.annotations),
+            data=previous.data, binary_data=previous.binary_data,
+        )
+        core.replace_namespaced_config_map(
+            CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, body, _request_timeout=timeout
+        )
+        log.info("restored ConfigMap %s/%s as it was before the run", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME)
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as err:
+        log.warning("could not restore ConfigMap %s/%s: %s", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME, err)
 
 
 def _create_or_replace(create: Callable[[], object], replace: Callable[[], object]) -> None:

@@ -12,10 +12,12 @@ exits, and its log lines are real.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,23 @@ def assert_nothing_left(docker_client, cluster: str, registry: str) -> None:
     assert tags == []  # tilt's <registry>/<image>:tilt-<hash> tags go with the registry
 
 
+@contextlib.contextmanager
+def checked_cleanup(docker_client, cluster: str) -> Iterator[dict[str, str]]:
+    """Check that pyci itself removed everything, and only then sweep what it left for the next test.
+
+    The check runs before the sweep: a pyci that forgot to delete its cluster fails here.
+    """
+    found = {"registry": "localhost:unknown"}
+    try:
+        yield found
+        assert_nothing_left(docker_client, cluster, found["registry"])
+    finally:
+        kind = str(lab_tool("kind"))
+        clusters = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=60)
+        if cluster in clusters.stdout.split():
+            subprocess.run([kind, "delete", "cluster", "--name", cluster], capture_output=True, timeout=120)
+
+
 def failures(junit: Path) -> dict[str, str]:
     root = ET.parse(junit).getroot()
     return {case.get("name", ""): (case.find("failure").get("message") or "")  # type: ignore[union-attr]
@@ -84,15 +103,15 @@ def failures(junit: Path) -> dict[str, str]:
 
 
 def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str, docker_client) -> None:
-    cluster, registry = f"e2e-hello-{os.getpid()}", "localhost:unknown"
+    cluster = f"e2e-hello-{os.getpid()}"
     without_kind_network(docker_client)
-    try:
+    with checked_cleanup(docker_client, cluster) as found:
         done, files = pyci_run(tmp_path, "hello", cluster, node_image)
         log = done.stdout + done.stderr
         assert done.returncode == 0, log[-6000:]
         assert "topology: host" in log, log[-3000:]
         outputs = read_outputs(files / "output")
-        registry = outputs["registry"]
+        found["registry"] = outputs["registry"]
         assert outputs["result"] == "success", outputs
         assert outputs["cluster-name"] == cluster
         assert failures(tmp_path / "junit.xml") == {}
@@ -100,22 +119,18 @@ def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str
         assert {"api", "web", "migrate"} <= cases, cases
         summary = (files / "summary").read_text()
         assert "`api`" in summary and "`migrate`" in summary
-    finally:
-        subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", cluster],
-                       capture_output=True, timeout=120)
-    assert_nothing_left(docker_client, cluster, registry)
 
 
 def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_image: str,
                                                          docker_client) -> None:
-    cluster, registry = f"e2e-broken-{os.getpid()}", "localhost:unknown"
+    cluster = f"e2e-broken-{os.getpid()}"
     without_kind_network(docker_client)
-    try:
+    with checked_cleanup(docker_client, cluster) as found:
         done, files = pyci_run(tmp_path, "broken", cluster, node_image, "--wait-timeout", "3m")
         log = done.stdout + done.stderr
         assert done.returncode == 1, log[-6000:]
         outputs = read_outputs(files / "output")
-        registry = outputs["registry"]
+        found["registry"] = outputs["registry"]
         assert outputs["result"] == "failure", outputs
         failed = failures(tmp_path / "junit.xml")
         assert "api" in failed and ("CrashLoopBackOff" in failed["api"] or "Error" in failed["api"]), failed
@@ -124,7 +139,3 @@ def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_ima
         bundle = tmp_path / "artifacts" / "diagnostics"
         logs = [p.read_text(errors="replace") for p in bundle.rglob("*.log")]
         assert any("DATABASE_URL is not set" in text for text in logs), sorted(map(str, bundle.rglob("*")))
-    finally:
-        subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", cluster],
-                       capture_output=True, timeout=120)
-    assert_nothing_left(docker_client, cluster, registry)

@@ -22,6 +22,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from tests.conftest import lab_missing
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -147,7 +149,7 @@ def _ip(*args: str) -> None:
 @contextlib.contextmanager
 def remote_daemon_lab() -> Iterator[RemoteDaemon]:
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("socat"):
-        raise RuntimeError("the remote-daemon lab needs root, iproute2 and socat")
+        lab_missing("the remote-daemon lab: root, iproute2 (`ip`) and socat on PATH")
     tag = uuid.uuid4().hex[:6]
     netns, outer, inner = f"pyci-rd-{tag}", f"vh{tag}", f"vn{tag}"
     subnet = f"10.250.{int(tag[:2], 16) % 250 + 1}"

@@ -65,27 +65,13 @@ def test_deployment_turns_ready(control_plane):
         core.delete_namespace(ns)
 
 
-def _apply_registry_configmap(api, host: str) -> None:
-    from kubernetes import client
-
-    core = client.CoreV1Api(api)
-    body = client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="local-registry-hosting", namespace="kube-public"),
-        data={"localRegistryHosting.v1": f'host: "{host}"\nhelp: "https://kind.sigs.k8s.io/docs/user/local-registry/"\n'})
-    try:
-        core.create_namespaced_config_map("kube-public", body)
-    except client.ApiException as e:
-        if e.status != 409:
-            raise
-        core.replace_namespaced_config_map("local-registry-hosting", "kube-public", body)
-
-
-def test_tilt_ci_builds_pushes_and_deploys(control_plane, lab_registry, docker_client, tmp_path):
+def test_tilt_ci_builds_pushes_and_deploys(control_plane, lab_registry, registry_hosting, docker_client,
+                                           tmp_path):
     from kubernetes import client
 
     tilt = lab_tool("tilt")
     api = control_plane.api_client()
-    _apply_registry_configmap(api, lab_registry.host)
+    registry_hosting.apply(lab_registry.host, "https://kind.sigs.k8s.io/docs/user/local-registry/")
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="pyci-proof")))
     app = tmp_path / "proof"

@@ -84,7 +84,8 @@ def junit_cases(path: Path, schemas: Path) -> dict[str, bool]:
             for tc in ET.parse(path).getroot().iter("testcase")}
 
 
-def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, shared_schemas):
+def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, shared_schemas,
+                            registry_hosting):
     proc = subprocess.run(pyci_command(control_plane, workspace, namespace), env=github_env(workspace),
                           capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
@@ -103,6 +104,8 @@ def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, 
     assert run_containers(docker_client, namespace) == []
     pushed = [t for i in docker_client.images.list() for t in i.tags if t.startswith(out["registry"] + "/")]
     assert out["registry"].startswith("localhost:") and pushed == [], pushed
+    # The cluster outlives the run: the ConfigMap pyci wrote into it went with its registry.
+    assert registry_hosting.read() is None
 
 
 @pytest.mark.parametrize("behavior,reason,workload", [

@@ -276,8 +276,7 @@ def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images):
         )
 
 
-def test_local_registry_hosting_configmap_on_the_lab_control_plane(control_plane):
-    import kubernetes.client
+def test_local_registry_hosting_configmap_on_the_lab_control_plane(control_plane, registry_hosting):
     import yaml
 
     info = RegistryInfo(
@@ -288,19 +287,30 @@ def test_local_registry_hosting_configmap_on_the_lab_control_plane(control_plane
         port=5001,
     )
     api = control_plane.api_client()
-    core = kubernetes.client.CoreV1Api(api)
-    try:
-        registry.apply_local_registry_hosting(api, info)
-        registry.apply_local_registry_hosting(api, info)  # replace, not conflict
-        cm = core.read_namespaced_config_map("local-registry-hosting", "kube-public")
-        doc = yaml.safe_load(cm.data["localRegistryHosting.v1"])
-        assert doc["host"] == "localhost:5001"
-        assert doc["hostFromClusterNetwork"] == "pyci-registry:5000"
-        assert doc["hostFromContainerRuntime"] == "localhost:5001"
-        assert doc["help"].startswith("https://kind.sigs.k8s.io")
-    finally:
-        with contextlib.suppress(kubernetes.client.ApiException):
-            core.delete_namespaced_config_map("local-registry-hosting", "kube-public")
+    assert registry.apply_local_registry_hosting(api, info) is None  # there was none
+    previous = registry.apply_local_registry_hosting(api, info)  # replace, not conflict
+    assert previous is not None
+    cm = registry_hosting.read()
+    doc = yaml.safe_load(cm.data["localRegistryHosting.v1"])
+    assert doc["host"] == "localhost:5001"
+    assert doc["hostFromClusterNetwork"] == "pyci-registry:5000"
+    assert doc["hostFromContainerRuntime"] == "localhost:5001"
+    assert doc["help"].startswith("https://kind.sigs.k8s.io")
+    registry.restore_local_registry_hosting(api, None)  # the run made it: it goes
+    assert registry_hosting.read() is None
+
+
+def test_a_configmap_the_user_had_is_restored(control_plane, registry_hosting):
+    """`cluster: existing`: the user's own registry hosting comes back exactly as it was."""
+    registry_hosting.apply("registry.example:5000", "the user's own")
+    api = control_plane.api_client()
+    info = RegistryInfo(mode="local", host="localhost:5999", host_from_cluster="pyci-registry:5000",
+                        container_name="pyci-registry", port=5999)
+    previous = registry.apply_local_registry_hosting(api, info)
+    assert "localhost:5999" in registry_hosting.read().data["localRegistryHosting.v1"]
+    registry.restore_local_registry_hosting(api, previous)
+    assert registry_hosting.read().data == {
+        "localRegistryHosting.v1": 'host: "registry.example:5000"\nhelp: "the user\'s own"\n'}
 
 
 def test_pull_secret_on_default_service_account(control_plane):

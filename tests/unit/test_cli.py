@@ -164,9 +164,9 @@ def test_dry_run_existing_cluster_and_remote_registry(workspace: Path, capsys: p
 
 
 def test_dry_run_free_port_and_no_registry(workspace: Path, capsys: pytest.CaptureFixture[str]):
-    cli.main(["--dry-run", "--registry-port", "0"])
+    assert cli.main(["--dry-run", "--registry-port", "0"]) == 0
     assert "on 127.0.0.1:a free port" in capsys.readouterr().out
-    cli.main(["--dry-run", "--registry", "none"])
+    assert cli.main(["--dry-run", "--registry", "none"]) == 0
     assert "registry      none" in capsys.readouterr().out
 
 
@@ -409,7 +409,7 @@ def test_cleanup_of_one_run(
 def test_cleanup_dry_run_removes_nothing(
     tools: Path, docker_objects: FakeDockerClient, capsys: pytest.CaptureFixture[str]
 ):
-    cli.main(["cleanup", "--dry-run", "--run-id", "run-1"])
+    assert cli.main(["cleanup", "--dry-run", "--run-id", "run-1"]) == 0
     out = capsys.readouterr().out
     assert "would remove container pyci-registry" in out and "would delete kind cluster pyci" in out
     assert not any(c.removed for c in docker_objects.containers.items)

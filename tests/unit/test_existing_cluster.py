@@ -62,9 +62,13 @@ def test_garbage_kubeconfig_is_an_input_error(tmp_path):
 
 def test_unreachable_api_server_is_an_infrastructure_error(tmp_path):
     # Port 1 on loopback: nothing listens, the connection is refused at once.
-    provider = ExistingProvider(kubeconfig(tmp_path / "k"), timeout=3)
+    path = kubeconfig(tmp_path / "k")
+    provider = ExistingProvider(path, timeout=3)
     import contextlib
 
     with pytest.raises(InfrastructureError, match="did not answer"), contextlib.ExitStack() as stack:
         provider.create(stack)
-    provider.delete()  # never deletes anything, never fails
+    before = path.read_bytes()
+    provider.delete()  # the cluster is not ours: delete never fails and touches nothing
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]

@@ -4,8 +4,10 @@ import base64
 import io
 import json
 import tarfile
+import time
 
 import pytest
+import requests
 import yaml
 
 from pyci.registry import (
@@ -112,5 +114,11 @@ def test_health_failure_names_the_port():
         wait_healthy("http://127.0.0.1:1/v2/", 1, attempts=2, first_delay=0.01)
 
 
-def test_no_health_url_means_checked_later():
-    wait_healthy(None, 5001)
+def test_no_health_url_means_checked_later(monkeypatch: pytest.MonkeyPatch):
+    def no_request(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no request may be made before the registry is reachable from here")
+
+    monkeypatch.setattr(requests, "get", no_request)
+    t0 = time.monotonic()
+    assert wait_healthy(None, 5001) is None
+    assert time.monotonic() - t0 < 0.1  # no back-off either

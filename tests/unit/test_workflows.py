@@ -12,8 +12,6 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import LAB_BIN, lab_missing
-
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 SCHEMAS = REPO.parent / "shared" / "schemas"
@@ -37,16 +35,6 @@ def test_valid_against_the_github_workflow_schema(name: str) -> None:
     validator = jsonschema.Draft7Validator(schema)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(load(name))]
     assert errors == []
-
-
-def test_clean_under_actionlint() -> None:
-    actionlint = LAB_BIN / "actionlint"
-    if not actionlint.is_file():
-        lab_missing(f"Go tool actionlint in {LAB_BIN}")
-    done = subprocess.run(
-        [str(actionlint), *NAMES], cwd=WORKFLOWS, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("name", NAMES)
