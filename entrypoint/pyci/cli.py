@@ -22,7 +22,6 @@ from pyci import __version__, platforms, report
 from pyci.results import ExitCode, InputError, PyciError, RunResult
 from pyci.settings import (
     INPUTS,
-    LABEL_CLUSTER,
     LABEL_MANAGED,
     LABEL_RUN,
     Settings,
@@ -351,16 +350,22 @@ def cleanup(
     dry_run: bool = False,
     delete_cluster: Callable[[str], str | None] | None = None,
 ) -> list[str]:
-    """Remove labelled containers, the kind clusters they name, then labelled networks.
+    """Remove labelled containers, the kind clusters runs created (their ownership markers name them),
+    then labelled networks and the markers. Clusters a run only reused, or a user made, are not named
+    by any marker and stay.
 
     Returns the problems (one line each); an empty list means everything is gone.
     """
+    from pyci import ownership
+
     delete_cluster = delete_cluster or kind_delete_cluster
     filters = {"label": [f"{LABEL_MANAGED}=true", *([f"{LABEL_RUN}={run_id}"] if run_id else [])]}
     verb = "would remove" if dry_run else "removed"
     problems: list[str] = []
     containers = client.containers.list(all=True, filters=filters)
-    clusters = sorted({str(c.labels.get(LABEL_CLUSTER) or "") for c in containers} - {""})
+    markers = ownership.owned_clusters(client, filters)
+    clusters = sorted({name for _, name in markers} - {""})
+    deleted: set[str] = set()
     for container in containers:
         problems += _attempt(
             functools.partial(container.remove, force=True, v=True),
@@ -370,16 +375,22 @@ def cleanup(
         )
     for name in clusters:
         if not _CLUSTER_NAME.fullmatch(name):
-            problems.append(f"label {LABEL_CLUSTER}={name!r} is not a kind cluster name: skipped")
+            problems.append(f"label {ownership.LABEL_OWNS}={name!r} is not a kind cluster name: skipped")
             continue
         print(f"{'would delete' if dry_run else 'deleting'} kind cluster {name}")
         failure = None if dry_run else delete_cluster(name)
         if failure:
             problems.append(failure)
+        else:
+            deleted.add(name)
     for network in client.networks.list(filters=filters):
         problems += _attempt(
             network.remove, dry_run, f"{verb} network {network.name}", f"network {network.name}"
         )
+    for marker, name in markers:
+        if name in deleted:  # a marker stays as long as its cluster does
+            problems += _attempt(functools.partial(marker.remove, force=True), dry_run,
+                                 f"{verb} ownership marker {marker.name}", f"volume {marker.name}")
     return problems
 
 

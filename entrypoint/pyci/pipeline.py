@@ -113,7 +113,8 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
     from pyci import cluster as clusters
-    from pyci import network, registry, topology
+    from pyci import network, ownership, registry, topology
+    from pyci.cluster.kind import KindProvider
 
     s = state.settings
     with state.stage("docker"):
@@ -134,6 +135,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         # kind makes its network on first use and never removes it: this run made it, so it goes,
         # after the cluster and the registry (callbacks run last-in first-out).
         stack.callback(_remove_network_if_unused, client, kind_network)
+    if isinstance(provider, KindProvider) and not provider.exists():
+        # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
+        ownership.claim_cluster(client, s.cluster_name, s.run_id, stack)
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
         stack.enter_context(reg_stack)

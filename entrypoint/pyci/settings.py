@@ -48,7 +48,7 @@ class Settings:
     registry: str = "local"  # local | none | host[:port]/path
     registry_username: str | None = None
     registry_password: str | None = field(default=None, repr=False)  # a secret
-    registry_port: int = 5001  # 0 picks a free port
+    registry_port: int = 0  # 0: docker picks a free port (no race between runs sharing a daemon)
     registry_image: str = "registry:2"
     socat_image: str = "alpine/socat:1.8.0.0"  # forwarders on a remote daemon (topology: remote)
     topology: str = "auto"  # auto | host | sibling | remote
@@ -105,14 +105,15 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("tilt-args", "", "Arguments after `--` for the Tiltfile's config, shell-quoted."),
     InputSpec("timeout", "30m", "Timeout of `tilt ci` (90s, 5m, 1h30m or seconds)."),
     InputSpec("cluster", "kind", "`kind` creates a cluster; `existing` uses kubeconfig or KUBECONFIG."),
-    InputSpec("cluster-name", "pyci", "Name of the kind cluster; make it unique when runs share a daemon."),
+    InputSpec("cluster-name", "", "Name of the kind cluster; empty: a new name per run (pyci-<random>). "
+              "An existing cluster is reused only when named here."),
     InputSpec("kind-config", "", "A kind config file merged under pyci's own."),
     InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default."),
     InputSpec("kubeconfig", "", "Kubeconfig of an existing cluster; empty: KUBECONFIG or ~/.kube/config."),
     InputSpec("registry", "local", "`local` (a registry container), `none`, or a remote host[:port]/path."),
     InputSpec("registry-username", "", "User name for a remote registry."),
     InputSpec("registry-password", "", "Password or token for a remote registry.", secret=True),
-    InputSpec("registry-port", "5001", "Host port of the local registry; 0 picks a free one."),
+    InputSpec("registry-port", "0", "Host port of the local registry (on 127.0.0.1); 0: a free one."),
     InputSpec("registry-image", "registry:2", "Image of the local registry."),
     InputSpec("socat-image", "alpine/socat:1.8.0.0", "Image of the socat forwarder run on a remote daemon."),
     InputSpec("topology", "auto", "Where the Docker daemon is: auto, host, sibling or remote."),
@@ -155,7 +156,11 @@ def load_settings(
     check_relations(values, problems)
     if problems:
         raise InputError(format_problems(problems))
-    return Settings(**values, run_id=run_id(environ))
+    rid = run_id(environ)
+    if not values.get("cluster_name"):
+        # Runs sharing a daemon never meet by accident: each gets its own cluster (and registry).
+        values["cluster_name"] = f"pyci-{rid.rsplit('-', 1)[-1]}"
+    return Settings(**values, run_id=rid)
 
 
 def collect(
@@ -385,7 +390,11 @@ def _allowed_or_blank(name: str) -> str:
 
 
 def run_id(environ: Mapping[str, str]) -> str:
-    """Unique per CI run (and re-run), safe in labels, container names and repository paths."""
+    """Unique per invocation, safe in labels, container names and repository paths.
+
+    The CI's ids make it readable; a random suffix keeps two jobs of one workflow run (a matrix on one
+    self-hosted runner) apart, in labels, cleanup and a remote registry's per-run prefix alike.
+    """
     if environ.get("GITHUB_RUN_ID"):
         candidate = f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT') or '1'}"
     elif environ.get("CIRCLE_WORKFLOW_ID") or environ.get("CIRCLE_BUILD_NUM"):
@@ -394,4 +403,5 @@ def run_id(environ: Mapping[str, str]) -> str:
     else:
         candidate = ""
     safe = _RUN_ID_UNSAFE.sub("-", candidate.lower()).strip("-")[:40].strip("-")
-    return safe or _secrets.token_hex(4)
+    suffix = _secrets.token_hex(3)
+    return f"{safe}-{suffix}" if safe else suffix

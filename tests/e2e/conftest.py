@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import REPO, lab_tool
+from tests.conftest import REPO, lab_missing, lab_tool
 
 # Concurrent sessions on one daemon (several worktrees) each set their own tag.
 IMAGE = os.environ.get("PYCI_E2E_IMAGE", "pyci-lab/pyci:e2e")
@@ -34,3 +34,14 @@ def names(docker_client) -> Iterator[list[str]]:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
 
 
+NODE_IMAGE = "pyci-lab/kind-node:v1.34.4"
+
+
+@pytest.fixture(scope="session")
+def node_image(docker_client, lab_images) -> str:
+    try:
+        docker_client.images.get(NODE_IMAGE)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+        lab_missing(f"kind node image {NODE_IMAGE} (tools/build-kind-node)")
+    lab_tool("kind")
+    return NODE_IMAGE

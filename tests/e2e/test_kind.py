@@ -20,23 +20,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import LAB_BIN, REPO, lab_missing, lab_tool
+from tests.conftest import LAB_BIN, REPO, lab_tool
 from tests.lab.github import read_outputs
 
-NODE_IMAGE = "pyci-lab/kind-node:v1.34.4"
 SHIM = REPO / "tools" / "kind-node" / "shim"
-
-
-@pytest.fixture(scope="module")
-def node_image(docker_client, lab_images) -> str:
-    try:
-        docker_client.images.get(NODE_IMAGE)
-    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
-        lab_missing(f"kind node image {NODE_IMAGE} (tools/build-kind-node)")
-    lab_tool("kind")
-    return NODE_IMAGE
 
 
 def without_kind_network(docker_client) -> None:
@@ -47,40 +34,50 @@ def without_kind_network(docker_client) -> None:
             net.remove()
 
 
-def pyci_run(tmp_path: Path, example: str, cluster: str, node_image: str,
-             *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """`pyci run` as a GitHub job step would start it on a runner (outputs and summary as files)."""
+def pyci_command(tmp_path: Path, example: str, cluster: str | None, node_image: str,
+                 *extra: str) -> tuple[list[str], dict[str, str], Path]:
+    """`pyci run` as a GitHub job step would start it on a runner (outputs and summary as files);
+    cluster None: pyci's default, a name of the run's own."""
     files = tmp_path / "github"
-    files.mkdir()
+    files.mkdir(parents=True)
     env = dict(os.environ, PATH=f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ['PATH']}",
                GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_ATTEMPT="1",
                GITHUB_OUTPUT=str(files / "output"), GITHUB_STEP_SUMMARY=str(files / "summary"))
     cmd = [sys.executable, "-m", "pyci", "run",
            "--working-directory", str(REPO / "examples" / example),
-           "--cluster-name", cluster, "--node-image", node_image,
-           "--registry-image", "pyci-lab/registry:latest", "--registry-port", "0",
+           *(["--cluster-name", cluster] if cluster else []), "--node-image", node_image,
+           "--registry-image", "pyci-lab/registry:latest",
            "--junit", str(tmp_path / "junit.xml"), "--artifacts-dir", str(tmp_path / "artifacts"),
            "--timeout", "5m", "--tilt-args=--base-image=pyci-lab/base:latest", *extra]
+    return cmd, env, files
+
+
+def pyci_run(tmp_path: Path, example: str, cluster: str | None, node_image: str,
+             *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    cmd, env, files = pyci_command(tmp_path, example, cluster, node_image, *extra)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     return done, files
 
 
-def assert_nothing_left(docker_client, cluster: str, registry: str) -> None:
+def assert_nothing_left(docker_client, cluster: str, registry: str, kind_network: bool = True) -> None:
     clusters = subprocess.run([str(lab_tool("kind")), "get", "clusters"], capture_output=True, text=True,
                               timeout=60)
     assert cluster not in clusters.stdout.split(), clusters.stdout
     for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}"):
         left = docker_client.containers.list(all=True, filters={"label": label})
         assert left == [], [c.name for c in left]
+    markers = docker_client.volumes.list(filters={"label": f"io.pyci.owns-cluster={cluster}"})
+    assert markers == [], [v.name for v in markers]
     # kind makes the network "kind" and never removes it; the run that made it does.
-    assert "kind" not in {n.name for n in docker_client.networks.list()}
+    if kind_network:
+        assert "kind" not in {n.name for n in docker_client.networks.list()}
     assert registry.startswith("localhost:"), registry
     tags = [t for i in docker_client.images.list() for t in i.tags if t.startswith(f"{registry}/")]
     assert tags == []  # tilt's <registry>/<image>:tilt-<hash> tags go with the registry
 
 
 @contextlib.contextmanager
-def checked_cleanup(docker_client, cluster: str) -> Iterator[dict[str, str]]:
+def checked_cleanup(docker_client, cluster: str, kind_network: bool = True) -> Iterator[dict[str, str]]:
     """Check that pyci itself removed everything, and only then sweep what it left for the next test.
 
     The check runs before the sweep: a pyci that forgot to delete its cluster fails here.
@@ -88,7 +85,7 @@ def checked_cleanup(docker_client, cluster: str) -> Iterator[dict[str, str]]:
     found = {"registry": "localhost:unknown"}
     try:
         yield found
-        assert_nothing_left(docker_client, cluster, found["registry"])
+        assert_nothing_left(docker_client, cluster, found["registry"], kind_network)
     finally:
         kind = str(lab_tool("kind"))
         clusters = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import xml.etree.ElementTree as ET
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyci import cli, pipeline
+from pyci.ownership import LABEL_OWNS
 from pyci.results import ExitCode, InfrastructureError, RunResult
 from pyci.settings import INPUTS, LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN, Settings
 from tests.unit.fixtures.runs import SECRET, load_run
@@ -198,7 +200,7 @@ def test_run_publishes_junit_summary_and_outputs_on_github(
     monkeypatch.setenv("INPUT_REGISTRY-PASSWORD", SECRET)
     monkeypatch.setenv("GITHUB_RUN_ID", "123")
     assert cli.main([]) == ExitCode.APP_FAILED
-    assert stand_in.calls[0].run_id == "gh-123-1"
+    assert re.fullmatch(r"gh-123-1-[0-9a-f]{6}", stand_in.calls[0].run_id), stand_in.calls[0].run_id
     junit = (github_env / "reports" / "junit.xml").read_text()
     assert SECRET not in junit
     ET.fromstring(junit)
@@ -333,6 +335,10 @@ class FakeObject:
             raise RuntimeError("409 Conflict: in use")
         self.removed = True
 
+    @property
+    def attrs(self) -> dict[str, object]:  # volumes carry their labels here
+        return {"Labels": self.labels}
+
 
 class FakeCollection:
     def __init__(self, items: list[FakeObject]) -> None:
@@ -349,12 +355,19 @@ class FakeCollection:
 class FakeDockerClient:
     """Stands in for docker.DockerClient where no daemon runs: only what cli.py calls."""
 
-    def __init__(self, containers: list[FakeObject] | None = None, networks: list[FakeObject] | None = None):
+    def __init__(self, containers: list[FakeObject] | None = None, networks: list[FakeObject] | None = None,
+                 volumes: list[FakeObject] | None = None):
         self.containers = FakeCollection(containers or [])
         self.networks = FakeCollection(networks or [])
+        self.volumes = FakeCollection(volumes or [])
 
     def version(self) -> dict[str, str]:
         return {"Version": "28.2.2", "ApiVersion": "1.50"}
+
+
+def owner(cluster: str, run: str) -> FakeObject:
+    """The ownership marker (a volume) a run makes before `kind create`."""
+    return FakeObject(f"pyci-owner-{cluster}", {LABEL_MANAGED: "true", LABEL_RUN: run, LABEL_OWNS: cluster})
 
 
 def managed(name: str, run: str, cluster: str | None = None) -> FakeObject:
@@ -372,8 +385,11 @@ def docker_objects(monkeypatch: pytest.MonkeyPatch) -> FakeDockerClient:
             managed("pr-2-registry", "run-2", "pr-2"),
             managed("weird", "run-3", "Not A Name; rm -rf /"),
             FakeObject("someone-elses", {"other": "true"}),
+            managed("mine-registry", "run-4", "mine"),
         ],
         networks=[managed("pyci-net", "run-1")],
+        # run-4 only reused the user's cluster "mine": its registry names it, no marker does.
+        volumes=[owner("pyci", "run-1"), owner("pr-2", "run-2"), owner("Not A Name; rm -rf /", "run-3")],
     )
     monkeypatch.setattr(cli, "docker_client", lambda: client)
     return client
@@ -384,14 +400,15 @@ def test_cleanup_removes_everything_labelled(
 ):
     assert cli.main(["cleanup"]) == ExitCode.INFRASTRUCTURE  # the bad cluster label is reported
     captured = capsys.readouterr()
-    assert [c.removed for c in docker_objects.containers.items] == [True, True, True, False]
+    assert [c.removed for c in docker_objects.containers.items] == [True, True, True, False, True]
     assert docker_objects.networks.items[0].removed
-    assert tools.read_text().splitlines() == [
+    assert tools.read_text().splitlines() == [  # never "mine": no run created it
         "kind delete cluster --name pr-2",
         "kind delete cluster --name pyci",
     ]
+    assert [v.removed for v in docker_objects.volumes.items] == [True, True, False]
     assert captured.err.splitlines() == [
-        f"pyci: error: label {LABEL_CLUSTER}='Not A Name; rm -rf /' is not a kind cluster name: skipped"
+        f"pyci: error: label {LABEL_OWNS}='Not A Name; rm -rf /' is not a kind cluster name: skipped"
     ]
     assert "removed network pyci-net" in captured.out
     assert docker_objects.containers.filters == [{"label": [f"{LABEL_MANAGED}=true"]}]
@@ -401,8 +418,9 @@ def test_cleanup_of_one_run(
     tools: Path, docker_objects: FakeDockerClient, capsys: pytest.CaptureFixture[str]
 ):
     assert cli.main(["cleanup", "--run-id", "run-2"]) == 0
-    assert [c.removed for c in docker_objects.containers.items] == [False, True, False, False]
+    assert [c.removed for c in docker_objects.containers.items] == [False, True, False, False, False]
     assert tools.read_text().splitlines() == ["kind delete cluster --name pr-2"]
+    assert [v.removed for v in docker_objects.volumes.items] == [False, True, False]
     assert docker_objects.containers.filters == [{"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RUN}=run-2"]}]
 
 
@@ -430,8 +448,10 @@ def test_cleanup_without_kind(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     monkeypatch.setenv("PATH", str(tmp_path))
-    client = FakeDockerClient(containers=[managed("pyci-registry", "r", "pyci")])
+    client = FakeDockerClient(containers=[managed("pyci-registry", "r", "pyci")],
+                              volumes=[owner("pyci", "r")])
     assert cli.cleanup(client, None) == ["kind not found on PATH: cannot delete kind cluster pyci"]
+    assert not client.volumes.items[0].removed  # kept: the cluster is still there
 
 
 def test_cleanup_without_a_daemon(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):

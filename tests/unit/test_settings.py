@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,8 @@ def test_inputs_schema_and_settings_agree():
 
 def test_defaults_are_the_settings_defaults(workspace: Path):
     loaded = load()
-    assert dataclasses.replace(loaded, run_id="local") == Settings()
+    # The cluster name is the one default made per run (pyci-<random>); everything else is fixed.
+    assert dataclasses.replace(loaded, run_id="local", cluster_name="pyci") == Settings()
 
 
 def test_design_inputs_and_extra_inputs_are_present():
@@ -102,7 +104,19 @@ def test_precedence_cli_then_github_then_circleci_then_platform_then_default(wor
     assert load_settings({}, env, defaults).cluster_name == "github"
     assert load_settings({}, {"PYCI_CLUSTER_NAME": "circle"}, defaults).cluster_name == "circle"
     assert load_settings({}, {}, defaults).cluster_name == "platform"
-    assert load_settings({}, {}).cluster_name == "pyci"
+    derived = load_settings({}, {})
+    assert re.fullmatch(r"pyci-[0-9a-f]{6}", derived.cluster_name), derived.cluster_name
+    assert derived.cluster_name == f"pyci-{derived.run_id}"  # locally the run id is the random part
+
+
+def test_default_cluster_names_differ_per_run(workspace: Path):
+    """Two runs of one CI job on one daemon (a matrix on a self-hosted runner) never share a cluster."""
+    env = {"GITHUB_RUN_ID": "42", "GITHUB_RUN_ATTEMPT": "1"}
+    first, second = load_settings({}, env), load_settings({}, env)
+    assert first.cluster_name != second.cluster_name
+    assert first.run_id != second.run_id and first.run_id.startswith("gh-42-1-")
+    assert first.cluster_name == f"pyci-{first.run_id.rsplit('-', 1)[-1]}"
+    assert first.registry_port == 0  # docker picks a free port: no race for 5001
 
 
 def test_empty_means_not_set(workspace: Path):
@@ -357,13 +371,14 @@ def test_runner_debug_turns_debug_on_unless_set(workspace: Path):
     ],
 )
 def test_run_id(env: dict[str, str], expected: str):
-    assert run_id(env) == expected
+    got = run_id(env)
+    assert re.fullmatch(re.escape(expected) + "-[0-9a-f]{6}", got), got
 
 
 def test_run_id_is_random_locally():
     first, second = run_id({}), run_id({})
     assert first != second
-    assert len(first) == 8 and int(first, 16) >= 0
+    assert len(first) == 6 and int(first, 16) >= 0
 
 
 def test_raw_secrets_come_from_every_source():

@@ -161,8 +161,9 @@ class KindProvider:
             log.info("kind cluster %s exists: reusing it (it will not be deleted)", self.name)
             write_private(kubeconfig, self._check(["get", "kubeconfig", "--name", self.name]))
         else:
-            self._create(kubeconfig)
+            # Registered before kind starts: a cancel during `kind create` leaves no half-made cluster.
             stack.callback(self.delete)
+            self._create(kubeconfig)
         os.chmod(kubeconfig, 0o600)
         internal = write_private(
             self.workdir / "kubeconfig-internal",
