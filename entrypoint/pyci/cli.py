@@ -117,7 +117,7 @@ def cmd_run(namespace: argparse.Namespace) -> int:
     except InputError as err:
         return input_error(err, platform)
     if namespace.dry_run:
-        print("\n".join(plan(settings, platform)))
+        print("\n".join(plan(settings, platform) + tiltfile_plan(settings)))
         return ExitCode.HEALTHY
     platforms.route_logging(platform, settings.debug)
     return execute(settings, platform)
@@ -199,6 +199,30 @@ def plan(settings: Settings, platform: platforms.Platform) -> list[str]:
         "  cleanup       "
         + ("keep everything (keep-cluster)" if settings.keep_cluster else "remove what this run created"),
     ]
+    return lines
+
+
+def tiltfile_plan(settings: Settings) -> list[str]:
+    """What the preflight reads in the Tiltfile (`tilt alpha tiltfile-result`: its local() calls run)."""
+    from pyci import tiltfile
+
+    found = tiltfile.evaluate(settings.tiltfile_path.resolve(), settings.tilt_args)
+    if found.unavailable:
+        return [f"  preflight     Tiltfile not read ahead: {found.unavailable}"]
+    if found.error:
+        where = f"{found.error.location}: " if found.error.location else ""
+        return [f"  preflight     Tiltfile error: {where}{found.error.message}"]
+    lines = [f"  preflight     {len(found.components)} components, {len(found.images)} images "
+             f"(read in {found.seconds:.2f}s)"]
+    for c in found.components:
+        what = ", ".join(c.objects) or ("local resource" if c.local else "nothing deployed")
+        built = f"; builds {', '.join(c.images)}" if c.images else ""
+        lines.append(f"    component   {c.name}: {what}{built}")
+    for image in found.images:
+        how = "custom_build" if image.custom else f"docker_build {image.context}"
+        target = f", target {image.target}" if image.target else ""
+        lines.append(f"    image       {image.ref} ({how}{target})")
+    lines += [f"    pulls       {ref}" for ref in found.third_party_images]
     return lines
 
 

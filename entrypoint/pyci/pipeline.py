@@ -57,6 +57,7 @@ class Run:
     cluster_name: str = ""
     kubeconfig: str = ""
     registry: str = ""
+    evaluation: Any = None  # the preflight's tiltfile.Evaluation
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -117,6 +118,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     from pyci.cluster.kind import KindProvider
 
     s = state.settings
+    _preflight(state)
     with state.stage("docker"):
         client = _docker_client()
         stack.callback(client.close)
@@ -185,6 +187,32 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     if not failing:
         names = outcome.error or f"tilt ci exited {outcome.exit_code}"
     raise AppFailed(f"the app did not start: {names}")
+
+
+def _preflight(state: Run) -> None:
+    """Read the Tiltfile before anything exists: its errors end the run in a fraction of a second."""
+    from pyci import tiltfile
+
+    s = state.settings
+    with state.stage("preflight"):
+        found = tiltfile.evaluate(s.tiltfile_path.resolve(), s.tilt_args)
+        if found.unavailable:
+            state.platform.info(f"preflight: Tiltfile not read ahead ({found.unavailable}); tilt ci decides")
+        elif found.error and found.error.environmental:
+            state.platform.info(f"preflight: {found.error.message} (may need the cluster; tilt ci decides)")
+        elif found.error is None:
+            state.platform.info(f"preflight: {len(found.components)} components, {len(found.images)} images "
+                                f"in {found.seconds:.2f}s")
+    state.evaluation = found
+    error = found.error
+    if error is None or error.environmental:
+        return
+    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+    where = tiltfile.relative_location(error.location, roots) if error.location else None
+    state.resources = [ResourceResult(name="(Tiltfile)", source="tilt", ok=False, reason="TiltfileError",
+                                      message=f"{where}: {error.message}" if where else error.message)]
+    state.platform.error("Tiltfile error", error.message, where)
+    raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
 
 
 # Reasons that only say "not there yet": when another resource failed for a concrete reason, these

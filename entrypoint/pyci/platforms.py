@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pyci.report import format_duration
+from pyci.tiltfile import SourceLocation
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary larger than 1 MiB
 REDACTED = "***"
@@ -99,8 +100,9 @@ class Platform:
     def warning(self, msg: str) -> None:
         self._write(self._paint(f"warning: {self.redact(msg)}", "33"))
 
-    def error(self, title: str, message: str) -> None:
-        self._write(self._paint(f"error: {self.redact(title)}: {self.redact(message)}", "31"))
+    def error(self, title: str, message: str, location: SourceLocation | None = None) -> None:
+        where = f"{location}: " if location else ""
+        self._write(self._paint(f"error: {where}{self.redact(title)}: {self.redact(message)}", "31"))
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -180,9 +182,12 @@ class GitHubActions(Platform):
     def warning(self, msg: str) -> None:
         self._write(f"::warning::{escape_data(self.redact(msg))}")
 
-    def error(self, title: str, message: str) -> None:
+    def error(self, title: str, message: str, location: SourceLocation | None = None) -> None:
+        # file/line/col put the annotation on the pull request's diff, at that line.
+        where = (f"file={escape_property(location.path)},line={location.line},col={location.col},"
+                 if location else "")
         self._write(
-            f"::error title={escape_property(self.redact(title))}::{escape_data(self.redact(message))}"
+            f"::error {where}title={escape_property(self.redact(title))}::{escape_data(self.redact(message))}"
         )
 
     def _open_group(self, title: str) -> None:

@@ -1,0 +1,37 @@
+"""The preflight on the lab's real tilt: a Tiltfile error ends `pyci run` before anything exists."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.conftest import lab_tool
+
+
+def test_a_tiltfile_error_ends_the_run_in_under_two_seconds_creating_nothing(tmp_path: Path, docker_client):
+    lab_tool("tilt")
+    app = tmp_path / "repo" / "app"
+    app.mkdir(parents=True)
+    (app / "Tiltfile").write_text('k8s_yaml("app.yaml")\nimages = [\n  "api",\nprint(images)\n')
+    (tmp_path / "output").touch()
+    env = dict(os.environ, GITHUB_ACTIONS="true", GITHUB_WORKSPACE=str(tmp_path / "repo"),
+               GITHUB_OUTPUT=str(tmp_path / "output"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary"))
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pyci", "run", "--working-directory", str(app),
+                           "--junit", str(tmp_path / "junit.xml")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert took < 2.0, took
+    # On the pull request's diff, at the line: the path is relative to the repository.
+    assert "::error file=app/Tiltfile,line=5,col=1,title=Tiltfile error::" in done.stdout, done.stdout
+    assert {c.id for c in docker_client.containers.list(all=True)} == before  # no registry, no cluster
+    cases = {c.get("name"): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    failure = cases["(Tiltfile)"].find("failure")
+    assert failure is not None and "app/Tiltfile:5:1" in (failure.get("message") or ""), failure
+    assert "Tiltfile" in (tmp_path / "summary").read_text()
