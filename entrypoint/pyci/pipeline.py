@@ -114,7 +114,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
     from pyci import cluster as clusters
-    from pyci import network, ownership, registry, topology
+    from pyci import components, network, ownership, registry, topology
     from pyci.cluster.kind import KindProvider
 
     s = state.settings
@@ -172,15 +172,17 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     with _workload_watch(state, api) as sentinel:
         outcome = _tilt(state, reach.kubeconfig, sentinel)
         workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
-    state.resources = outcome.resources + workloads
+    found = outcome.resources + workloads
+    state.resources = components.merge(found, state.evaluation)
     failing = [r for r in state.resources if not r.ok]
     if outcome.exit_code == 0 and not failing:
-        return ExitCode.HEALTHY, f"all {len(state.resources)} resources are healthy"
+        return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
 
     with state.stage("diagnostics"):
-        _diagnostics(state, api, failing, outcome.snapshot,
+        # The bundle looks objects up by their own names: the members, not the merged components.
+        _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
                      kind_cluster=cluster_info.name if s.cluster == "kind" else None)
-    causes = root_causes(failing)
+    causes = components.root_causes(state.resources)
     for r in causes:
         state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
     names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in causes[:5])
@@ -213,16 +215,6 @@ def _preflight(state: Run) -> None:
                                       message=f"{where}: {error.message}" if where else error.message)]
     state.platform.error("Tiltfile error", error.message, where)
     raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
-
-
-# Reasons that only say "not there yet": when another resource failed for a concrete reason, these
-# are its consequences (tilt stopped early, a Job waiting on a crashed API), not causes to annotate.
-COLLATERAL = frozenset({"NotBuilt", "NotReady", None})
-
-
-def root_causes(failing: list[ResourceResult]) -> list[ResourceResult]:
-    causes = [r for r in failing if r.reason not in COLLATERAL]
-    return causes or failing
 
 
 def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[Sentinel | None]:

@@ -38,6 +38,7 @@ UNSCHEDULABLE_GRACE = 10.0
 CONFIG_ERROR_GRACE = 10.0
 PROGRESS_EVERY = 5.0
 LOG_TAIL = 20
+NEVER_READY_SLACK = 3.0  # seconds between a pod's start and the kubelet's first Ready=False write
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod annotation of an Indexed Job
 
 # waiting reasons a container does not recover from by itself
@@ -177,6 +178,20 @@ def _image_of(pod: Mapping[str, Any], container: str) -> str:
     return ""
 
 
+def never_ready(pod: Mapping[str, Any]) -> bool:
+    """The pod has not been Ready since it started.
+
+    The Ready condition's lastTransitionTime only moves when its status changes: still at the pod's
+    start (within the kubelet's first status write), it has been False all along.
+    """
+    ready = _conditions(pod).get("Ready") or {}
+    if ready.get("status") == "True":
+        return False
+    changed = parse_time(ready.get("lastTransitionTime"))
+    started = parse_time((pod.get("status") or {}).get("startTime"))
+    return changed is not None and started is not None and changed - started <= NEVER_READY_SLACK
+
+
 def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
     """What is wrong with one pod, most telling first; None if nothing is (yet)."""
     name = str((pod.get("metadata") or {}).get("name", ""))
@@ -215,11 +230,14 @@ def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
             return Problem("OOMKilled", msg, fatal, name, container, previous_logs=True)
         if w_reason == "CrashLoopBackOff" or (restarts > 0 and last_term):
             code = last_term.get("exitCode")
-            msg = f"container {container} of pod {name} keeps crashing ({restarts} restarts"
-            msg += f", last exit code {code})" if code is not None else ")"
-            return Problem(
-                "CrashLoopBackOff", msg, restarts > max_restarts, name, container, previous_logs=True
-            )
+            at_start = w_reason == "CrashLoopBackOff" and never_ready(pod)
+            msg = f"container {container} of pod {name} "
+            msg += "crashes on start" if at_start else "keeps crashing"
+            msg += f" ({restarts} restarts" + (f", last exit code {code})" if code is not None else ")")
+            # Crashing before it was ever Ready will not heal: fail at the first back-off. A container
+            # that once served gets `max-restarts` chances.
+            fatal = at_start or restarts > max_restarts
+            return Problem("CrashLoopBackOff", msg, fatal, name, container, previous_logs=True)
         if w_reason in _CONFIG_ERRORS:
             msg = f"{w_reason}: {waiting.get('message') or ''}".rstrip(": ")
             return Problem(w_reason, msg, False, name, container)
@@ -698,7 +716,11 @@ class _Waiter:
         if problem is not None and problem.fatal:
             reason, text = problem.reason, message
         elif now - self.start >= limit:
-            reason, text = "Timeout", f"not healthy after {limit:.0f}s ({detail}); {why}"
+            # The time really waited (the watch starts before tilt ci), not just the limit it passed.
+            waited = now - self.start
+            text = (f"not healthy after {waited:.0f}s of watching (limit {limit:.0f}s), "
+                    f"waiting on {detail}; {why}")
+            reason = "Timeout"
         else:
             reason = problem.reason if problem else "NotReady"
             text = f"not healthy yet when another workload failed ({detail}); {why}"

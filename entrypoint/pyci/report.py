@@ -95,11 +95,16 @@ def resource_case(resource: ResourceResult, secrets: Iterable[str]) -> ET.Elemen
     case = _case(
         clean(resource.name, secrets), f"pyci.resources.{resource.source}", _resource_seconds(resource)
     )
-    if not resource.ok:
+    if not resource.ok and not resource.finished:
+        ET.SubElement(case, "skipped").set("message", NOT_FINISHED)
+    elif not resource.ok:
         reason = clean(resource.reason, secrets) or "Unhealthy"
         _problem(case, "failure", reason, clean(resource.message, secrets) or reason)
+    out = [f"workloads: {', '.join(resource.workloads)}"] if resource.workloads else []
     if resource.logs:
-        ET.SubElement(case, "system-out").text = clean(resource.logs, secrets)
+        out.append(resource.logs)
+    if out:
+        ET.SubElement(case, "system-out").text = clean("\n".join(out), secrets)
     return case
 
 
@@ -163,18 +168,27 @@ def _tail(text: str, lines: int = SUMMARY_LOG_LINES) -> str:
     return f"… {skipped} earlier lines in the artifacts\n{body}" if skipped > 0 else body
 
 
+NOT_FINISHED = "not finished: the run stopped on another component's failure"
+
+
 def _status(resource: ResourceResult, secrets: Iterable[str]) -> str:
-    return "✅ ready" if resource.ok else f"❌ {cell(clean(resource.reason, secrets) or 'unhealthy')}"
+    if resource.ok:
+        return "✅ ready"
+    if not resource.finished:
+        return "⏸️ not finished"
+    return f"❌ {cell(clean(resource.reason, secrets) or 'unhealthy')}"
 
 
 def _resources_table(result: RunResult, secrets: tuple[str, ...]) -> list[str]:
     if not result.resources:
         return ["_No resources were reported._", ""]
-    rows = ["| Resource | Status | Build | Ready |", "| --- | --- | ---: | ---: |"]
+    rows = ["| Component | Status | Build | Ready |", "| --- | --- | ---: | ---: |"]
     for r in result.resources:
-        name = cell(clean(r.name, secrets))
+        name = f"`{cell(clean(r.name, secrets))}`"
+        if r.workloads:  # what the component applied, under its name
+            name += f"<br><sub>{cell(clean(', '.join(r.workloads), secrets))}</sub>"
         rows.append(
-            f"| `{name}` | {_status(r, secrets)} | {format_duration(r.build_seconds)} "
+            f"| {name} | {_status(r, secrets)} | {format_duration(r.build_seconds)} "
             f"| {format_duration(r.ready_seconds)} |"
         )
     return [*rows, ""]
@@ -208,7 +222,7 @@ def summary_markdown(result: RunResult, secrets: Iterable[str] = ()) -> str:
     lines = [f"## {_ICON[result.exit_code]} pyci: {result.result} — {headline}", ""]
     lines.append(f"Finished in {format_duration(result.duration)}" + _where(result) + ".")
     lines += ["", "### Resources", "", *_resources_table(result, secrets)]
-    failed = [r for r in result.resources if not r.ok]
+    failed = [r for r in result.resources if not r.ok and r.finished]  # not the unfinished: no blame
     if failed:
         lines += ["### Failures", ""]
         for resource in failed:

@@ -79,6 +79,14 @@ class ResourceResult:
     reason: str | None = None
     message: str | None = None
     logs: str = ""
+    # A component (pyci.components): the Kubernetes workloads a tilt resource applied, merged into it.
+    workloads: list[str] = field(default_factory=list)
+    # False when it failed only because the run stopped on another failure: "not finished".
+    finished: bool = True
+
+    @property
+    def verdict(self) -> str:
+        return "healthy" if self.ok else "failed" if self.finished else "not finished"
 
 
 @dataclass

@@ -95,8 +95,8 @@ def checked_cleanup(docker_client, cluster: str, kind_network: bool = True) -> I
 
 def failures(junit: Path) -> dict[str, str]:
     root = ET.parse(junit).getroot()
-    return {case.get("name", ""): (case.find("failure").get("message") or "")  # type: ignore[union-attr]
-            for case in root.iter("testcase") if case.find("failure") is not None}
+    return {case.get("name", ""): f"{failure.get('type')}: {failure.get('message') or ''}"
+            for case in root.iter("testcase") if (failure := case.find("failure")) is not None}
 
 
 def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str, docker_client) -> None:

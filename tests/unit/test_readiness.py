@@ -168,6 +168,32 @@ def test_crashloop_within_max_restarts_is_not_fatal():
     assert p is not None and p.reason == "CrashLoopBackOff" and not p.fatal
 
 
+def started_pod(ready_changed: str, ready: bool = False, **kw):
+    """A pod started at 12:00:00 whose Ready condition last changed at `ready_changed`."""
+    p = pod(ready=ready, **kw)
+    p["status"]["startTime"] = "2026-11-23T12:00:00Z"
+    p["status"]["conditions"][0]["lastTransitionTime"] = ready_changed
+    return p
+
+
+def test_a_crash_at_start_fails_at_the_first_back_off():
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=1, last={"exitCode": 3})
+    never = started_pod("2026-11-23T12:00:01Z", statuses=[cs])  # Ready=False since the start
+    p = r.pod_problem(never, max_restarts=3)
+    assert p is not None and (p.reason, p.fatal) == ("CrashLoopBackOff", True)
+    assert "crashes on start (1 restarts, last exit code 3)" in p.message
+
+
+def test_a_container_that_once_was_ready_gets_max_restarts():
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=1, last={"exitCode": 3})
+    once = started_pod("2026-11-23T12:05:00Z", statuses=[cs])  # went NotReady minutes after starting
+    p = r.pod_problem(once, max_restarts=3)
+    assert p is not None and (p.reason, p.fatal) == ("CrashLoopBackOff", False)
+    assert "keeps crashing" in p.message
+    assert not r.never_ready(started_pod("2026-11-23T12:00:01Z", ready=True))
+    assert not r.never_ready(pod(ready=False))  # no times: no claim
+
+
 def test_oomkilled():
     cs = cstatus(
         waiting={"reason": "CrashLoopBackOff"}, restarts=4, last={"reason": "OOMKilled", "exitCode": 137}
@@ -434,7 +460,8 @@ def test_wait_counts_allowances_from_its_own_start_and_ready_times_from_the_watc
     slow, web = w.wait(1.0, {}, None, 0.0)
     assert 1.0 <= time.monotonic() - t0 < 5  # not timed out at once for the 100 s already gone
     assert web.ok and web.ready_seconds is not None and web.ready_seconds >= 100
-    assert (slow.ok, slow.reason) == (False, "Timeout") and "after 1s (1/2 available" in (slow.message or "")
+    assert (slow.ok, slow.reason) == (False, "Timeout")
+    assert "after 1s of watching (limit 1s), waiting on 1/2 available" in (slow.message or "")
     assert any(line.startswith("readiness: still not healthy: deployment/default/slow") for line in lines)
 
 
