@@ -10,6 +10,7 @@ import argparse
 import functools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -91,12 +92,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args.insert(0, "run")
+    # tilt's own convention: `pyci run [flags] -- <Tiltfile args>` is the same as --tilt-args.
+    trailing: list[str] | None = None
+    if args[0] == "run" and "--" in args:
+        cut = args.index("--")
+        args, trailing = args[:cut], args[cut + 1:]
     try:
         namespace = build_parser().parse_args(args)
     except SystemExit as exit_:  # argparse already printed usage and the problem
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0
         return ExitCode.BAD_INPUT
+    if trailing is not None:
+        if namespace.tilt_args is not None:
+            _error("tilt-args: give the Tiltfile's arguments either after `--` or with --tilt-args, not both")
+            return ExitCode.BAD_INPUT
+        namespace.tilt_args = shlex.join(trailing)
     handler: Callable[[argparse.Namespace], int] = namespace.handler
     return handler(namespace)
 
@@ -145,6 +156,7 @@ def execute(settings: Settings, platform: platforms.Platform) -> int:
     except KeyboardInterrupt:
         result = RunResult(exit_code=ExitCode.CANCELLED, headline="cancelled")
     publish(result, settings, platform)
+    platform.resume_commands()
     return int(result.exit_code)
 
 

@@ -97,6 +97,9 @@ class Platform:
         """Text from a tool (tilt, kubectl, pod logs): never interpreted, only shown."""
         self.info(text)
 
+    def resume_commands(self) -> None:
+        """After untrusted text, the platform reads workflow commands again (GitHub only)."""
+
     def warning(self, msg: str) -> None:
         self._write(self._paint(f"warning: {self.redact(msg)}", "33"))
 
@@ -167,17 +170,31 @@ class GitHubActions(Platform):
     ) -> None:
         super().__init__(out, environ, color, clock)
         self._open_groups = 0
+        self._stop_token: str | None = None
 
     def debug(self, msg: str) -> None:
         self._write(f"::debug::{escape_data(self.redact(msg))}")
 
     def untrusted(self, text: str) -> None:
-        # A pod log could contain `::add-mask::` or `::error::`; stop-commands makes the runner ignore it.
-        token = uuid.uuid4().hex
+        # A pod log could contain `::add-mask::` or `::error::`; stop-commands makes the runner ignore
+        # it. One pair per stretch of tool output (a tilt log is thousands of lines): opened at its
+        # first line, closed before the next line pyci writes itself, which must be a command again.
         with self._lock:
-            self._write(f"::stop-commands::{token}")
-            self.info(text)
-            self._write(f"::{token}::")
+            if self._stop_token is None:
+                self._stop_token = uuid.uuid4().hex
+                super()._write(f"::stop-commands::{self._stop_token}")
+            super()._write(self.redact(text))
+
+    def resume_commands(self) -> None:
+        with self._lock:
+            if self._stop_token is not None:
+                token, self._stop_token = self._stop_token, None
+                super()._write(f"::{token}::")
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.resume_commands()
+            super()._write(text)
 
     def warning(self, msg: str) -> None:
         self._write(f"::warning::{escape_data(self.redact(msg))}")

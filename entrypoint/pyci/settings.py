@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 import secrets as _secrets
 import shlex
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
 from pyci.results import InputError
 
@@ -355,7 +357,45 @@ def check_relations(values: Mapping[str, Any], problems: dict[str, list[str]]) -
         path = values.get(name.replace("-", "_"))
         if path is not None and not _is(Path.is_file, path):
             _add(problems, name, f"{show(str(path))} is not a file")
+        elif path is not None and name == "kind-config":
+            _check_kind_config(path, problems)
+    # Caught here, not when the report is written at the end of a long run.
+    for name, is_dir in (("junit", False), ("artifacts-dir", True)):
+        path = values.get(name.replace("-", "_"))
+        if path is not None and (why := _unwritable(path, is_dir)):
+            _add(problems, name, f"{show(str(path))} {why}")
     _check_credentials(values, problems)
+
+
+def _check_kind_config(path: Path, problems: dict[str, list[str]]) -> None:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        _add(problems, "kind-config", f"{show(str(path))} cannot be read: {err}")
+        return
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        _add(problems, "kind-config", f"{show(str(path))} is not YAML{at}")
+        return
+    if not isinstance(document, dict):
+        _add(problems, "kind-config", f"{show(str(path))} is not a kind Cluster config (a YAML mapping)")
+
+
+def _unwritable(path: Path, is_dir: bool) -> str | None:
+    """Why pyci could not write there, or None; nothing is created to find out."""
+    if _is(Path.exists, path):
+        if is_dir != _is(Path.is_dir, path):
+            return "is a directory" if not is_dir else "is a file, not a directory"
+        return None if os.access(path, os.W_OK) else "is not writable"
+    parent = path.parent
+    while not _is(Path.exists, parent) and parent != parent.parent:
+        parent = parent.parent
+    if not _is(Path.is_dir, parent):
+        return f"cannot be created: {show(str(parent))} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {show(str(parent))} is not writable"
+    return None
 
 
 def _check_credentials(values: Mapping[str, Any], problems: dict[str, list[str]]) -> None:

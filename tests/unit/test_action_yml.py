@@ -25,7 +25,8 @@ OUTPUTS = {
     "result": "success, failure (the app did not become healthy), error (docker, kind or the registry "
     "failed), invalid (bad input) or cancelled.",
     "cluster-name": "Name of the kind cluster the run used.",
-    "kubeconfig": "Path of the cluster's kubeconfig (useful with keep-cluster).",
+    "kubeconfig": "Path of the cluster's kubeconfig; set with keep-cluster only "
+    "(otherwise the cluster and the file are gone when the step ends).",
     "registry": "Registry the images were pushed to, as host:port or host/path.",
     "junit": "Path of the JUnit XML report.",
     "artifacts-dir": "Directory holding the diagnostics bundle (written on failure).",

@@ -268,13 +268,31 @@ def test_a_pipeline_error_still_reports(
     assert captured.err.splitlines()[0] == "pyci: error: docker daemon not reachable"
 
 
-def test_an_unwritable_report_is_a_warning(
+def test_an_unwritable_report_path_is_bad_input_before_anything_runs(
     github_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
     (github_env / "blocker").write_text("a file where a folder should be")
+    stand_in = PipelineStandIn(result=RunResult(ExitCode.HEALTHY, "ok"))
+    monkeypatch.setattr(pipeline, "run", stand_in)
+    assert cli.main(["--junit", "blocker/junit.xml"]) == ExitCode.BAD_INPUT
+    assert stand_in.calls == []  # caught up front, not after a 10-minute run
+    err = capsys.readouterr().err
+    assert "junit: 'blocker/junit.xml' cannot be created: 'blocker' is not a directory" in err, err
+    assert cli.main(["--artifacts-dir", "blocker"]) == ExitCode.BAD_INPUT
+    assert "artifacts-dir: 'blocker' is a file, not a directory" in capsys.readouterr().err
+
+
+def test_a_report_that_still_cannot_be_written_is_a_warning(
+    github_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     monkeypatch.setattr(pipeline, "run", PipelineStandIn(result=RunResult(ExitCode.HEALTHY, "ok")))
-    assert cli.main(["--junit", "blocker/junit.xml"]) == 0
-    assert "::warning::could not write the JUnit report blocker/junit.xml" in capsys.readouterr().out
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.report, "write_junit", disk_full)
+    assert cli.main(["--junit", "junit.xml"]) == 0
+    assert "::warning::could not write the JUnit report junit.xml" in capsys.readouterr().out
 
 
 # --- version and doctor ---
@@ -461,3 +479,18 @@ def test_cleanup_without_a_daemon(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setattr(cli, "docker_client", no_daemon)
     assert cli.main(["cleanup"]) == ExitCode.INFRASTRUCTURE
     assert capsys.readouterr().err == "pyci: error: docker daemon not reachable: no socket\n"
+
+
+def test_arguments_after_a_double_dash_go_to_the_tiltfile(workspace: Path,
+                                                        capsys: pytest.CaptureFixture[str]):
+    """tilt's own convention: `pyci run [flags] -- <Tiltfile args>`."""
+    assert cli.main(["run", "--dry-run", "--", "--base-image=x", "two words"]) == 0
+    assert "tilt ci --timeout 1800s -- --base-image=x two words" in capsys.readouterr().out
+    assert cli.main(["--dry-run", "--timeout", "5m", "--", "--flag"]) == 0  # run is the default command
+    assert "tilt ci --timeout 300s -- --flag" in capsys.readouterr().out
+
+
+def test_tiltfile_arguments_twice_is_one_clear_error(workspace: Path, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["run", "--dry-run", "--tilt-args=--a", "--", "--b"]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pyci: error: tilt-args:"), err

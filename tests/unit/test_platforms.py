@@ -130,10 +130,19 @@ def test_github_mask_comes_before_any_use_and_masks_each_line(tmp_path: Path):
 def test_github_untrusted_text_cannot_issue_commands(tmp_path: Path):
     platform, out = github(tmp_path)
     platform.untrusted("::add-mask::x\n::error::fake")
+    platform.untrusted("tilt: second line")
+    platform.info("pyci's own line")  # read as commands again: the pair closes first
+    platform.untrusted("::warning::third")
+    platform.resume_commands()
     lines = out.getvalue().splitlines()
     token = lines[0].removeprefix("::stop-commands::")
     assert re.fullmatch(r"[0-9a-f]{32}", token)
-    assert lines[1:] == ["::add-mask::x", "::error::fake", f"::{token}::"]
+    assert lines[1:5] == ["::add-mask::x", "::error::fake", "tilt: second line", f"::{token}::"]
+    assert lines[5] == "pyci's own line"
+    second = lines[6].removeprefix("::stop-commands::")
+    assert re.fullmatch(r"[0-9a-f]{32}", second) and second != token  # never reused
+    assert lines[7:] == ["::warning::third", f"::{second}::"]
+    assert out.getvalue().count("::stop-commands::") == 2  # one pair per stretch, not per line
 
 
 def test_github_outputs_single_and_multi_line(tmp_path: Path):

@@ -429,3 +429,13 @@ def test_loader_never_crashes_on_arbitrary_text(workspace: Path):
     print(f"hypothesis: {total} examples ({seen['settings']} Settings, {seen['invalid']} InputError)")
     assert total >= 100
     assert seen["settings"] > 0 and seen["invalid"] > 0
+
+
+def test_a_kind_config_that_is_not_yaml_is_caught_before_the_run(workspace: Path):
+    (workspace / "bad.yaml").write_text("kind: Cluster\nnodes:\n  - role: [control-plane\n")
+    (workspace / "list.yaml").write_text("- a\n- b\n")
+    assert problems({"kind-config": "bad.yaml"}) == [
+        "kind-config: 'bad.yaml' is not YAML (line 4); allowed: a path to an existing kind config file"]
+    assert problems({"kind-config": "list.yaml"}) == [
+        "kind-config: 'list.yaml' is not a kind Cluster config (a YAML mapping); "
+        "allowed: a path to an existing kind config file"]
