@@ -69,7 +69,7 @@ RUN set -eu; \
         > /etc/apt/sources.list.d/docker.list; \
       apt-get update -q; \
       (cd /dl && apt-get download -q "docker-ce-cli=5:$DOCKER_CLI_VERSION-1~debian.$VERSION_ID~$VERSION_CODENAME" \
-        socat libwrap0 busybox-static); \
+        socat libwrap0 busybox-static $(echo "$TOOLBOX_DEBS" | tr , ' ')); \
       # Only the client: pyci talks to the runner's (or a remote) daemon, it never runs one.
       dpkg-deb --fsys-tarfile /dl/docker-ce-cli_*.deb | tar -x -C /dl ./usr/bin/docker; \
       install -m 0755 /dl/usr/bin/docker /out/usr/local/bin/docker; \
@@ -84,9 +84,15 @@ RUN set -eu; \
     else \
       echo "pyci image: TOOLS must be download or context, not '$TOOLS'" >&2; exit 1; \
     fi; \
-    # socat (remote-daemon forwarders) and busybox (/bin/sh, tar, gzip) from Debian: unpacked, not
-    # installed; the runtime has no package manager.
+    # socat (remote-daemon forwarders), busybox (/bin/sh, tar, gzip) and the toolbox Tiltfiles call (git
+    # for ext:// extensions, bash, curl, jq) from Debian: unpacked, not installed; the runtime has no
+    # package manager. Of git's helper programs only the https transport is kept: the rest are
+    # hard links of git itself, which a layer would store once per name.
     for deb in /dl/*.deb; do dpkg-deb -x "$deb" /out; done; \
+    find /out/usr/lib/git-core -mindepth 1 -maxdepth 1 ! -name git-remote-http ! -name git-remote-https \
+      -exec rm -rf {} +; \
+    ln -sf git-remote-http /out/usr/lib/git-core/git-remote-https; \
+    rm -f /out/usr/bin/scalar /out/usr/bin/git-shell; \
     rm -rf /out/usr/share /out/etc; \
     ls -l /out/usr/local/bin /out/usr/bin/socat /out/bin/busybox
 

@@ -43,6 +43,12 @@ TOOLS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tilt", ("tilt", "version")),
     ("kubectl", ("kubectl", "version", "--client")),
     ("docker", ("docker", "version", "--format", "{{.Client.Version}}")),
+    # The toolbox real Tiltfiles call (ext:// extensions, helm(), local() commands).
+    ("helm", ("helm", "version", "--short")),
+    ("git", ("git", "--version")),
+    ("bash", ("bash", "--version")),
+    ("curl", ("curl", "--version")),
+    ("jq", ("jq", "--version")),
 )
 _CLUSTER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "entrypoint" / "pyci" / "versions.env"
 DOWNLOADED = ("KIND", "KUBECTL", "TILT")  # release files checked against a pinned SHA256
 TOOLS = (*DOWNLOADED, "DOCKER_CLI")  # the docker CLI comes from Docker's signed apt repository
-LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.]+")  # sh-sourceable as is: no quotes, spaces or expansions
+LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.,-]+")  # sh-sourceable as is: no quotes, spaces or expansions
 
 
 def entries() -> dict[str, str]:
@@ -25,7 +25,7 @@ def test_every_tool_has_a_version_and_a_digest_or_unknown_per_arch() -> None:
     found = entries()
     suffixes = ("VERSION", "SHA256_AMD64", "SHA256_ARM64")
     expected = {f"{tool}_{suffix}" for tool in DOWNLOADED for suffix in suffixes}
-    expected |= {"DOCKER_CLI_VERSION", "DOCKER_APT_KEY_FINGERPRINT"}
+    expected |= {"DOCKER_CLI_VERSION", "DOCKER_APT_KEY_FINGERPRINT", "TOOLBOX_DEBS"}
     assert set(found) == expected
     # Docker's release key as docs.docker.com gives it: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88
     assert found["DOCKER_APT_KEY_FINGERPRINT"] == "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
@@ -60,3 +60,10 @@ def test_the_dockerfile_reads_every_pin_from_versions_env() -> None:
 
 def test_pyci_reads_the_same_file() -> None:
     assert pinned_versions() == entries()
+
+
+def test_the_toolbox_is_what_real_tiltfiles_call() -> None:
+    debs = entries()["TOOLBOX_DEBS"].split(",")
+    assert {"git", "bash", "curl", "jq"} <= set(debs)  # ext:// extensions need git; local() bash
+    assert "libcurl3-gnutls" in debs  # git's https transport links it
+    assert not {"perl", "git-man"} & set(debs)  # what a clone never runs stays out
