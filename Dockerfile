@@ -52,6 +52,12 @@ RUN set -eu; \
       fetch tilt.tgz "https://github.com/tilt-dev/tilt/releases/download/$TILT_VERSION/tilt.${TILT_VERSION#v}.linux.$tilt_arch.tar.gz" "$(sha TILT)"; \
       install -m 0755 /dl/kind /dl/kubectl /out/usr/local/bin/; \
       tar -xzf /dl/tilt.tgz -C /out/usr/local/bin tilt; \
+      if [ "$(sha HELM)" = UNKNOWN ]; then \
+        echo "pyci image: helm $HELM_VERSION has no SHA256 pinned in versions.env: left out, never run unverified" >&2; \
+      else \
+        fetch helm.tgz "https://get.helm.sh/helm-$HELM_VERSION-linux-$arch.tar.gz" "$(sha HELM)"; \
+        tar -xzf /dl/helm.tgz -C /out/usr/local/bin --strip-components=1 "linux-$arch/helm"; \
+      fi; \
       # The docker CLI from Docker's apt repository: apt checks the .deb against the signed Release
       # file, and the key that signs it must have the fingerprint pinned in versions.env.
       apt-get update -q; \
@@ -76,7 +82,7 @@ RUN set -eu; \
       rm /dl/docker-ce-cli_*.deb; \
       rm -rf /var/lib/apt/lists/*; \
     elif [ "$TOOLS" = context ]; then \
-      for tool in kind kubectl tilt docker; do \
+      for tool in kind kubectl tilt docker helm; do \
         [ -x "/build/bin/$tool" ] || { echo "pyci image: TOOLS=context but .prebuilt/bin/$tool is missing" >&2; exit 1; }; \
         install -m 0755 "/build/bin/$tool" /out/usr/local/bin/; \
       done; \

@@ -201,7 +201,8 @@ def ld_cache_into(root: Path) -> None:
 # The image's layers, each its own tree beside ROOTFS: the bundled tools (the bulk, changing only with
 # versions.env), the Python packages (changing with every pyci release), and the rest (the system).
 # Three layers also download in parallel.
-TOOLS = ("usr/local/bin/kind", "usr/local/bin/kubectl", "usr/local/bin/tilt", "usr/local/bin/docker")
+TOOLS = ("usr/local/bin/kind", "usr/local/bin/kubectl", "usr/local/bin/tilt", "usr/local/bin/docker",
+         "usr/local/bin/helm")
 
 
 def split_layers(root: Path) -> dict[str, list[str]]:
@@ -209,6 +210,8 @@ def split_layers(root: Path) -> dict[str, list[str]]:
     layers = {"tools": list(TOOLS), "python": [site, "usr/local/bin/pyci"]}
     for layer, paths in layers.items():
         for rel in paths:
+            if not (root / rel).exists():  # helm, when the release build had no digest for it
+                continue
             dest = root.parent / f"{root.name}-{layer}" / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(root / rel, dest)

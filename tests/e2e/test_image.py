@@ -53,7 +53,7 @@ def test_entrypoint_is_pyci_run(image: str) -> None:
 
 def test_the_image_is_the_bundled_tools_plus_at_most_90_mb(image: str, names: list[str]) -> None:
     tools = docker_run(names, "--entrypoint", "/bin/sh", image, "-c",
-                       "cd /usr/local/bin && du -cb kind kubectl tilt docker")
+                       "cd /usr/local/bin && du -cb kind kubectl tilt docker helm")
     assert tools.returncode == 0, tools.stderr
     tools_bytes = int(tools.stdout.splitlines()[-1].split()[0])
     size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
@@ -72,10 +72,19 @@ def test_the_toolbox_real_tiltfiles_call(image: str, names: list[str], tmp_path:
     git = ["git", "-C", str(repo), "-c", "user.email=lab@pyci", "-c", "user.name=lab"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "an extension"]):
         subprocess.run([*git, *args], check=True, timeout=30)
+    # helm() runs `helm template` on a local chart; kustomize() falls back to `kubectl kustomize`.
+    (app / "chart" / "templates").mkdir(parents=True)
+    (app / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (app / "chart" / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-helm\n")
+    (app / "kust").mkdir()
+    (app / "kust" / "kustomization.yaml").write_text("resources: [cm.yaml]\nnamePrefix: kust-\n")
+    (app / "kust" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\n")
     # The default extension repo, moved to a local one: tilt fetches it with the image's git.
     (app / "Tiltfile").write_text('v1alpha1.extension_repo(name="default", url="file:///ext/repo")\n'
-                                  'load("ext://greet", "greet")\ngreet("pyci")\n')
-    script = ("tilt alpha tiltfile-result >/dev/null && echo ext-loaded; "
+                                  'load("ext://greet", "greet")\ngreet("pyci")\n'
+                                  'k8s_yaml(helm("chart", name="demo"))\nk8s_yaml(kustomize("kust"))\n')
+    script = ("tilt alpha tiltfile-result >result.json && echo ext-loaded; "
               # the https transport is there and loads its libraries: it fails only at connecting
               "git ls-remote https://127.0.0.1:1/x 2>&1 | grep -q 'Failed to connect' "
               "&& echo https-ok; "
@@ -87,8 +96,10 @@ def test_the_toolbox_real_tiltfiles_call(image: str, names: list[str], tmp_path:
     lines = done.stdout.splitlines()
     assert lines[:4] == ["ext-loaded", "https-ok", "bash-3", "7"], done.stdout + done.stderr
     assert lines[4].startswith("curl ")
+    objects = (app / "result.json").read_text()
+    assert "demo-helm" in objects and "kust-made" in objects  # helm template and kubectl kustomize ran
     version = docker_run(names, "--entrypoint", "pyci", image, "version")
-    for tool in ("git: git version", "bash: GNU bash", "curl: curl", "jq: jq-"):
+    for tool in ("helm: v3.19.5", "git: git version", "bash: GNU bash", "curl: curl", "jq: jq-"):
         assert tool in version.stdout, version.stdout
 
 

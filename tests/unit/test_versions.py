@@ -9,7 +9,7 @@ from pyci.cli import pinned_versions
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "entrypoint" / "pyci" / "versions.env"
-DOWNLOADED = ("KIND", "KUBECTL", "TILT")  # release files checked against a pinned SHA256
+DOWNLOADED = ("KIND", "KUBECTL", "TILT", "HELM")  # release files checked against a pinned SHA256
 TOOLS = (*DOWNLOADED, "DOCKER_CLI")  # the docker CLI comes from Docker's signed apt repository
 LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.,-]+")  # sh-sourceable as is: no quotes, spaces or expansions
 
