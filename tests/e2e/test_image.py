@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from pyci.settings import INPUTS
-from tests.conftest import REPO
+from tests.conftest import REPO, lab_tool
 from tests.e2e.conftest import IMAGE
 from tests.lab.github import read_outputs
 
@@ -251,3 +251,35 @@ def test_orb_script_on_a_circleci_machine_executor(image: str, tmp_path: Path) -
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nothing is created" in done.stdout
     assert "platform      circleci" in done.stdout  # pyci read CircleCI's variables in the image
+
+
+def test_green_on_real_kind_as_a_github_docker_action_sibling(image: str, names: list[str], tmp_path: Path,
+                                                               node_image: str, docker_client) -> None:
+    """The GitHub way on a real kind cluster: the image as a sibling container on the runner's daemon
+    (socket mounted, no --network host). pyci creates registry and cluster, joins kind's network and
+    reaches the API server through it.
+
+    The one lab difference: the docker shim (tools/kind-node/shim, first in PATH) that maps kind's
+    --privileged onto the capabilities this daemon has; it reads them from the daemon's side.
+    """
+    shim = REPO / "tools" / "kind-node" / "shim"
+    done, commands = github_docker_action(
+        tmp_path, names, image, "-v", f"{shim}:/shim:ro", "-e", "PATH=/shim:/usr/local/bin:/usr/bin",
+        args=(), **{"working-directory": "examples/hello", "node-image": node_image,
+                    "registry-image": "pyci-lab/registry:latest", "timeout": "5m",
+                    "tilt-args": "--base-image=pyci-lab/base:latest"})
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    assert "topology: sibling" in done.stdout, done.stdout[-3000:]
+    out = outputs(commands)
+    assert out["result"] == "success", out
+    summary = (commands / "step_summary").read_text()
+    for component in ("api", "web", "migrate"):
+        assert f"`{component}`" in summary, summary
+    cluster = out["cluster-name"]
+    assert cluster.startswith("pyci-"), cluster  # a name of the run's own
+    kind = subprocess.run([str(lab_tool("kind")), "get", "clusters"], capture_output=True, text=True,
+                          timeout=60)
+    assert cluster not in kind.stdout.split(), kind.stdout
+    for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}"):
+        left = docker_client.containers.list(all=True, filters={"label": label})
+        assert left == [], [c.name for c in left]
