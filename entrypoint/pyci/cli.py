@@ -34,7 +34,7 @@ from pyci.settings import (
 if TYPE_CHECKING:
     import docker
 
-SUBCOMMANDS = ("run", "doctor", "cleanup", "version")
+SUBCOMMANDS = ("run", "doctor", "cleanup", "version", "reap")
 TOOL_TIMEOUT = 20.0  # seconds for a `<tool> version`
 KIND_DELETE_TIMEOUT = 300.0
 # (tool, version command) for doctor and version; docker prints the client even without a daemon.
@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.set_defaults(handler=cmd_cleanup)
     version = commands.add_parser("version", help="pyci and tool versions")
     version.set_defaults(handler=cmd_version)
+    reap = commands.add_parser("reap", help=argparse.SUPPRESS)  # run by pyci itself, in its reaper
+    reap.add_argument("--container", required=True)
+    reap.add_argument("--run-id", required=True)
+    reap.set_defaults(handler=cmd_reap)
     return parser
 
 
@@ -371,6 +375,20 @@ def cmd_version(namespace: argparse.Namespace) -> int:
         if key.endswith("_VERSION"):  # the digests are for the Dockerfile, not for people
             print(f"pinned {key.removesuffix('_VERSION').lower().replace('_', '-')}: {value}")
     return ExitCode.HEALTHY
+
+
+def cmd_reap(namespace: argparse.Namespace) -> int:
+    from pyci import reaper
+
+    try:
+        client = docker_client()
+    except Exception as err:  # noqa: BLE001
+        _error(f"docker daemon not reachable: {_one_line(err)}")
+        return ExitCode.INFRASTRUCTURE
+    problems = reaper.reap(client, namespace.container, namespace.run_id)
+    for problem in problems:
+        _error(problem)
+    return ExitCode.INFRASTRUCTURE if problems else ExitCode.HEALTHY
 
 
 # --- cleanup ---

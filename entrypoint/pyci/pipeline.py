@@ -114,7 +114,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
     from pyci import cluster as clusters
-    from pyci import components, network, ownership, registry, topology
+    from pyci import components, network, ownership, reaper, registry, topology
     from pyci.cluster.kind import KindProvider
 
     s = state.settings
@@ -125,6 +125,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     with state.stage("topology"):
         where = topology.detect(client, s.topology)
         state.platform.info(f"topology: {where.kind.value} ({where.evidence})")
+        if where.own_container_id and not s.keep_cluster:
+            # `docker kill` of this container (GitHub's cancel) ends pyci before any cleanup runs.
+            reaper.start(client, where.own_container_id, s.run_id, stack)
     _check_cancel(state)
 
     workdir = Path(tempfile.mkdtemp(prefix="pyci-"))  # kubeconfigs: private, never in artifacts

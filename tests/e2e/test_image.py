@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from pyci.settings import INPUTS
 from tests.conftest import REPO, lab_tool
 from tests.e2e.conftest import IMAGE
+from tests.e2e.test_kind import without_kind_network
 from tests.lab.github import read_outputs
 
 SOCKET = "/var/run/docker.sock"
@@ -283,3 +285,40 @@ def test_green_on_real_kind_as_a_github_docker_action_sibling(image: str, names:
     for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}"):
         left = docker_client.containers.list(all=True, filters={"label": label})
         assert left == [], [c.name for c in left]
+
+
+def test_docker_kill_of_the_action_container_leaves_nothing(image: str, names: list[str], tmp_path: Path,
+                                                            node_image: str, docker_client) -> None:
+    """GitHub's cancel: `docker kill` of the action's container while kind creates the cluster. pyci
+    dies with no chance to clean up; its reaper (started beside it) removes what the run made."""
+    shim = REPO / "tools" / "kind-node" / "shim"
+    started, _ = github_docker_action(
+        tmp_path, names, image, "-d", "-v", f"{shim}:/shim:ro", "-e", "PATH=/shim:/usr/local/bin:/usr/bin",
+        args=(), **{"working-directory": "examples/hello", "node-image": node_image,
+                    "registry-image": "pyci-lab/registry:latest", "cluster-name": f"e2e-kill-{os.getpid()}"})
+    assert started.returncode == 0, started.stderr
+    cluster = f"e2e-kill-{os.getpid()}"
+    node = {"label": f"io.x-k8s.kind.cluster={cluster}"}
+    deadline = time.monotonic() + 120
+    while not docker_client.containers.list(filters=node):
+        assert time.monotonic() < deadline, "kind's node never started"
+        time.sleep(0.2)
+    assert docker_client.containers.list(filters={"label": "io.pyci.reaper"}), "no reaper beside pyci"
+    killed = time.monotonic()
+    subprocess.run(["docker", "kill", names[-1]], capture_output=True, check=True, timeout=30)
+
+    def left() -> list[str]:
+        things = []
+        for label in (f"io.x-k8s.kind.cluster={cluster}", f"io.pyci.cluster={cluster}", "io.pyci.reaper"):
+            things += [c.name for c in docker_client.containers.list(all=True, filters={"label": label})]
+        marker = {"label": f"io.pyci.owns-cluster={cluster}"}
+        return things + [v.name for v in docker_client.volumes.list(filters=marker)]
+
+    while left():
+        assert time.monotonic() - killed < 30, f"left 30 s after docker kill: {left()}"
+        time.sleep(0.5)
+    print(f"everything gone {time.monotonic() - killed:.1f}s after docker kill")
+    kind = subprocess.run([str(lab_tool("kind")), "get", "clusters"], capture_output=True, text=True,
+                          timeout=60)
+    assert cluster not in kind.stdout.split()
+    without_kind_network(docker_client)  # kind's own network is the one thing kind never removes
