@@ -178,18 +178,23 @@ def _image_of(pod: Mapping[str, Any], container: str) -> str:
     return ""
 
 
-def never_ready(pod: Mapping[str, Any]) -> bool:
-    """The pod has not been Ready since it started.
+def never_ready(pod: Mapping[str, Any], last_run_started: Any = None) -> bool:
+    """The pod has not been Ready since it started, or at least not since its last run started.
 
     The Ready condition's lastTransitionTime only moves when its status changes: still at the pod's
-    start (within the kubelet's first status write), it has been False all along.
+    start (the kubelet's first status write, which can come after an image pull), or before the
+    crashed run began, it stayed False through that run: the container crashes before serving.
     """
     ready = _conditions(pod).get("Ready") or {}
     if ready.get("status") == "True":
         return False
     changed = parse_time(ready.get("lastTransitionTime"))
+    if changed is None:
+        return False
     started = parse_time((pod.get("status") or {}).get("startTime"))
-    return changed is not None and started is not None and changed - started <= NEVER_READY_SLACK
+    run = parse_time(last_run_started)
+    return ((started is not None and changed - started <= NEVER_READY_SLACK)
+            or (run is not None and changed <= run + 1.0))
 
 
 def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
@@ -230,7 +235,7 @@ def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
             return Problem("OOMKilled", msg, fatal, name, container, previous_logs=True)
         if w_reason == "CrashLoopBackOff" or (restarts > 0 and last_term):
             code = last_term.get("exitCode")
-            at_start = w_reason == "CrashLoopBackOff" and never_ready(pod)
+            at_start = w_reason == "CrashLoopBackOff" and never_ready(pod, last_term.get("startedAt"))
             msg = f"container {container} of pod {name} "
             msg += "crashes on start" if at_start else "keeps crashing"
             msg += f" ({restarts} restarts" + (f", last exit code {code})" if code is not None else ")")

@@ -511,3 +511,15 @@ def test_sentinel_fails_fast_and_wait_healthy_then_explains_at_once(fed_sentinel
         ("deployment/default/ok", True, None),
         ("deployment/default/web", False, "CrashLoopBackOff"),
     ]
+
+
+def test_a_crash_at_start_is_seen_even_when_the_first_status_came_late():
+    # The kubelet wrote Ready=False 8 s after the pod started (an image pull), never changed since; the
+    # last run began after that and crashed: it never served.
+    last = {"exitCode": 1, "startedAt": "2026-11-23T12:00:20Z", "finishedAt": "2026-11-23T12:00:21Z"}
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=1, last=last)
+    p = r.pod_problem(started_pod("2026-11-23T12:00:08Z", statuses=[cs]), max_restarts=3)
+    assert p is not None and (p.reason, p.fatal) == ("CrashLoopBackOff", True)
+    # Ready changed during the last run (it served, then failed): max-restarts decides.
+    p = r.pod_problem(started_pod("2026-11-23T12:00:40Z", statuses=[cs]), max_restarts=3)
+    assert p is not None and not p.fatal
