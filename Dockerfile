@@ -92,11 +92,12 @@ RUN set -eu; \
     fi; \
     # socat (remote-daemon forwarders), busybox (/bin/sh, tar, gzip) and the toolbox Tiltfiles call (git
     # for ext:// extensions, bash, curl, jq) from Debian: unpacked, not installed; the runtime has no
-    # package manager. Of git's helper programs only the https transport is kept: the rest are
-    # hard links of git itself, which a layer would store once per name.
+    # package manager. Of git's helper programs only the https transport and `git submodule` (tilt's
+    # ext:// fetch runs `git submodule update` after its clone; a shell script and the two it sources)
+    # are kept: the rest are hard links of git itself, which a layer would store once per name.
     for deb in /dl/*.deb; do dpkg-deb -x "$deb" /out; done; \
     find /out/usr/lib/git-core -mindepth 1 -maxdepth 1 ! -name git-remote-http ! -name git-remote-https \
-      -exec rm -rf {} +; \
+      ! -name git-submodule ! -name git-sh-setup ! -name git-sh-i18n -exec rm -rf {} +; \
     ln -sf git-remote-http /out/usr/lib/git-core/git-remote-https; \
     rm -f /out/usr/bin/scalar /out/usr/bin/git-shell; \
     rm -rf /out/usr/share /out/etc; \
