@@ -203,13 +203,22 @@ class Forwarder:
     remote_port: int
 
 
+# How long socat keeps a connection's other direction open after one side ended its sending (a
+# half-close). socat's default, 0.5 s, cuts every answer that comes later: a client that sends its
+# request and then shuts down its writing side (as `docker exec` does at the end of stdin) lost it.
+# The forwarders live as long as the run; cleanup stops them and their connections.
+HALF_CLOSE_TIMEOUT = "3600"
+
+
 def forwarder_command(
     container: str, local_port: int, remote_port: int, docker_bin: str = "docker"
 ) -> list[str]:
     listen = f"TCP-LISTEN:{local_port},bind={LOOPBACK},fork,reuseaddr"
-    # socat itself splits the quoted EXEC string; no shell is involved.
-    target = f"EXEC:'{docker_bin} exec -i {container} socat STDIO TCP:{LOOPBACK}:{remote_port}'"
-    return ["socat", listen, target]
+    # socat itself splits the quoted EXEC string; no shell is involved. Both socats, the local one and
+    # the one in the container, wait for the late direction (HALF_CLOSE_TIMEOUT).
+    target = (f"EXEC:'{docker_bin} exec -i {container} "
+              f"socat -t {HALF_CLOSE_TIMEOUT} STDIO TCP:{LOOPBACK}:{remote_port}'")
+    return ["socat", "-t", HALF_CLOSE_TIMEOUT, listen, target]
 
 
 def start_forwarder(container: str, remote_port: int, local_port: int, timeout: float = 10.0) -> Forwarder:

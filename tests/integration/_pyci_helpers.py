@@ -164,7 +164,10 @@ def remote_daemon_lab() -> Iterator[RemoteDaemon]:
         _ip("-n", netns, "link", "set", inner, "up")
         _ip("-n", netns, "link", "set", "lo", "up")
         forwarder = subprocess.Popen(
-            ["socat", f"TCP-LISTEN:2375,bind={subnet}.1,fork,reuseaddr", "UNIX-CONNECT:/var/run/docker.sock"],
+            # -t 3600: with socat's default 0.5 s half-close timeout, `docker exec` streams are cut
+            # 0.5 s after the client ends stdin (kind create then fails: LAB.md).
+            ["socat", "-t", "3600", f"TCP-LISTEN:2375,bind={subnet}.1,fork,reuseaddr",
+             "UNIX-CONNECT:/var/run/docker.sock"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -155,3 +155,47 @@ def test_forwarder_that_dies_is_an_infrastructure_error(monkeypatch, tmp_path):
     with pytest.raises(InfrastructureError, match="exited") as err:
         network.start_forwarder("no-such-container", 9, port, timeout=5)
     assert "BOGUS" in err.value.detail or "unknown" in err.value.detail.lower()
+
+
+def test_forwarders_wait_for_the_answer_after_the_client_half_closes(docker_client, lab_images):
+    """A client that sends its request and then closes its sending side (shutdown SHUT_WR, as `docker
+    exec` does at the end of stdin) still gets an answer that comes seconds later: socat's default
+    half-close timeout (0.5 s), in the local forwarder or in the one it execs into, would cut it."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))  # on the daemon's host: the socat container has its network
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer_late(conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while chunk := conn.recv(1024):  # until the client's half-close
+                request += chunk
+            threading.Event().wait(2)
+            with contextlib.suppress(OSError):
+                conn.sendall(b"late answer to " + request)
+
+    def serve() -> None:  # every connection: start_forwarder's own probe connects too
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=answer_late, args=(server.accept()[0],), daemon=True).start()
+
+    name = unique("it-halfclose")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(server.close)
+        network.start_socat_container(docker_client, name, lab_images.socat, {"io.pyci.test": "true"})
+        stack.callback(registry.remove_container, docker_client, name)
+        forwarder = network.start_forwarder(name, port, network.choose_local_port(port))
+        stack.callback(network.stop_process, forwarder.process)
+        with socket.create_connection(("127.0.0.1", forwarder.local_port), timeout=20) as client:
+            client.sendall(b"ping")
+            client.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := client.recv(1024):
+                reply += chunk
+    assert reply == b"late answer to ping"

@@ -33,9 +33,9 @@ def kubeconfig(server: str) -> dict:
 def test_forwarder_command_listens_on_loopback_only():
     command = forwarder_command("ci-pyci-socat", 41000, 39000)
     assert command == [
-        "socat",
+        "socat", "-t", "3600",  # half-closed connections wait for the late answer (LAB.md)
         "TCP-LISTEN:41000,bind=127.0.0.1,fork,reuseaddr",
-        "EXEC:'docker exec -i ci-pyci-socat socat STDIO TCP:127.0.0.1:39000'",
+        "EXEC:'docker exec -i ci-pyci-socat socat -t 3600 STDIO TCP:127.0.0.1:39000'",
     ]
 
 
