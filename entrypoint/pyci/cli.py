@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyci import __version__, platforms, report
+from pyci import __version__, install, platforms, report
 from pyci.results import ExitCode, InputError, PyciError, RunResult
 from pyci.settings import (
     INPUTS,
@@ -34,7 +34,7 @@ from pyci.settings import (
 if TYPE_CHECKING:
     import docker
 
-SUBCOMMANDS = ("run", "doctor", "cleanup", "version", "reap")
+SUBCOMMANDS = ("run", "doctor", "cleanup", "version", "install-tools", "reap")
 TOOL_TIMEOUT = 20.0  # seconds for a `<tool> version`
 KIND_DELETE_TIMEOUT = 300.0
 # (tool, version command) for doctor and version; docker prints the client even without a daemon.
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyci", description="Prove that a Tilt app starts on a fresh cluster."
     )
-    commands = parser.add_subparsers(dest="command", metavar="{run,doctor,cleanup,version}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,doctor,cleanup,version,install-tools}")
     run = commands.add_parser("run", help="provision, tilt ci, wait until healthy, report (the default)")
     run.add_argument("--dry-run", action="store_true", help="print what would be created and exit")
     _add_input_flags(run)
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.set_defaults(handler=cmd_cleanup)
     version = commands.add_parser("version", help="pyci and tool versions")
     version.set_defaults(handler=cmd_version)
+    install.add_parser(commands)  # install-tools: the host-mode action's downloader
     reap = commands.add_parser("reap", help=argparse.SUPPRESS)  # run by pyci itself, in its reaper
     reap.add_argument("--container", required=True)
     reap.add_argument("--run-id", required=True)
