@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ class Sample:
     phases: dict[str, float] = field(default_factory=dict)
     load: float = 0.0  # 1-minute load average when the run started
     others: int = 0  # kind nodes of other people's clusters running when it started
-    cached: int = 0  # "CACHED" steps in the build log (tilt's, plus pyci's own)
+    cached: int = 0  # Dockerfile steps tilt's build log shows as [cached] ...
+    steps: int = 0  # ... of this many it shows
     note: str = ""
 
 
@@ -113,3 +115,13 @@ def rotation(methods: Sequence[str], rep: int) -> list[str]:
         return []
     k = rep % len(methods)
     return [*methods[k:], *methods[:k]]
+
+
+# `api │ [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it.
+TILT_STEP = re.compile(r"│ \[(?:[\w.-]+ )?\d+/\d+\] (?P<op>\S+).*?(?P<cached> \[cached\])?\s*$", re.M)
+
+
+def tilt_cache_hits(log: str) -> tuple[int, int]:
+    """(steps tilt's build log shows as [cached], steps it shows), FROM lines left out."""
+    steps = [m for m in TILT_STEP.finditer(log) if m["op"] != "FROM"]
+    return sum(1 for m in steps if m["cached"]), len(steps)

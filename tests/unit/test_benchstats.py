@@ -48,3 +48,13 @@ def test_load_line_names_load_and_other_clusters() -> None:
     line = benchstats.load_line([sample("hello", "plain", 1.0, load=3.0, others=2),
                                  sample("hello", "pyci", 1.0, load=5.0, others=0)])
     assert "median 4.0" in line and "max 5.0" in line and "max 2" in line
+
+
+def test_cache_hits_are_read_from_tilts_build_log() -> None:
+    log = ("api │ [1/2] FROM docker.io/pyci-lab/base:latest\n"
+           "api │ [2/2] COPY server.py /app/server.py [cached]\n"
+           "web │ [build 2/4] WORKDIR /src [cached]\n"
+           "web │ [build 3/4] COPY . .\n"
+           "web │ [build 4/4] RUN python3 build.py /out\n"
+           "pyci: something else [cached]\n")
+    assert benchstats.tilt_cache_hits(log) == (2, 4)
