@@ -1,4 +1,5 @@
-"""action.yml is generated from pyci.settings.INPUTS; these tests keep the two (and the outputs) in sync.
+"""action.yml (the docker action) and host/action.yml (the host-mode composite action) are generated
+from pyci.settings.INPUTS; these tests keep them (and the outputs) in sync.
 
 Regenerate after changing INPUTS or the outputs:  python tests/unit/test_action_yml.py --write
 """
@@ -14,10 +15,11 @@ import yaml
 
 from pyci import report
 from pyci.results import ExitCode, RunResult
-from pyci.settings import INPUTS
+from pyci.settings import INPUTS, InputSpec
 
 REPO = Path(__file__).resolve().parents[2]
 ACTION = REPO / "action.yml"
+HOST_ACTION = REPO / "host" / "action.yml"
 SCHEMAS = REPO.parent / "shared" / "schemas"
 IMAGE = "docker://ghcr.io/pyci-action/pyci-action:v1"
 
@@ -77,8 +79,106 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-def load() -> dict:
-    loaded: dict = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+def env_name(spec: InputSpec) -> str:
+    """How the host action hands an input to pyci: one of the names pyci reads (InputSpec.env_names)."""
+    return f"INPUT_{spec.field.upper()}"
+
+
+# The host action's steps, as bash. Inputs reach pyci only through `env:` (never pasted into a script),
+# so no input value is ever parsed as shell.
+HOST_INSTALL_PYCI = r"""set -euo pipefail
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  found=$(python3 -V 2>&1 || echo none)
+  echo "::error title=pyci host action::pyci needs Python 3.11 or newer as python3 (found: $found);" \
+    "run actions/setup-python before this step"
+  exit 2
+fi
+# One virtual environment per job and action checkout (RUNNER_TEMP is emptied between jobs): a second
+# step of the job reuses it, and pyci's dependencies never touch the runner's Python.
+venv="${RUNNER_TEMP:?}/pyci-host/$(printf '%s' "$PYCI_ACTION_PATH" | sha256sum | cut -c1-16)"
+if [ "$(cat "$venv/.pyci-source" 2>/dev/null)" = "$PYCI_ACTION_PATH" ] \
+    && "$venv/bin/python" -c 'import pyci' 2>/dev/null; then
+  echo "pyci: reusing $venv"
+else
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet "$PYCI_ACTION_PATH/.."
+  printf '%s' "$PYCI_ACTION_PATH" > "$venv/.pyci-source"
+fi
+"$venv/bin/python" -c 'import sys, pyci; print(f"pyci {pyci.__version__} in {sys.prefix}")'
+echo "$venv/bin" >> "$GITHUB_PATH"
+"""
+
+HOST_INSTALL_TOOLS = r"""set -euo pipefail
+# The tool cache survives the job on a self-hosted runner: later steps and jobs find the tools there,
+# re-check their digests and download nothing.
+pyci install-tools --dest "${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci" --github-path
+"""
+
+HOST_RUN = "pyci run"
+
+
+def block(script: str, indent: str) -> list[str]:
+    return [f"{indent}{line}" if line else "" for line in script.splitlines()]
+
+
+def render_host() -> str:
+    lines = [
+        "# GENERATED from pyci.settings.INPUTS by `python tests/unit/test_action_yml.py --write`:",
+        "# change INPUTS (or OUTPUTS in that test), not this file. tests/unit/test_action_yml.py checks it.",
+        "#",
+        "# The host-mode action (uses: pyci-action/pyci-action/host@v1): pyci runs on the runner itself,",
+        "# so a Tiltfile's local_resource and custom_build find the runner's own go, node, make. Same",
+        "# inputs and outputs as the docker action in ../action.yml.",
+        "name: pyci tilt ci (host)",
+        "description: "
+        + quoted(
+            "pyci on the runner itself: pinned kind, kubectl, tilt and helm (SHA256-verified, in the tool "
+            "cache), pyci from pip, `tilt ci` with the runner's own toolchains."
+        ),
+        "author: pyci-action",
+        "branding:",
+        "  icon: check-circle",
+        "  color: green",
+        "inputs:",
+    ]
+    for spec in INPUTS:
+        lines += [
+            f"  {spec.name}:",
+            f"    description: {quoted(spec.description)}",
+            "    required: false",
+            f"    default: {quoted(spec.default)}",
+        ]
+    lines.append("outputs:")
+    for name, description in OUTPUTS.items():
+        lines += [f"  {name}:", f"    description: {quoted(description)}",
+                  f"    value: ${{{{ steps.pyci.outputs.{name} }}}}"]
+    lines += [
+        "runs:",
+        "  using: composite",
+        "  steps:",
+        "    - name: Install pyci with pip (from this action's checkout, in a virtual environment)",
+        "      shell: bash",
+        "      env:",
+        "        PYCI_ACTION_PATH: ${{ github.action_path }}",
+        "      run: |",
+        *block(HOST_INSTALL_PYCI, "        "),
+        "    - name: Install kind, kubectl, tilt and helm (pinned in versions.env, SHA256-verified)",
+        "      shell: bash",
+        "      run: |",
+        *block(HOST_INSTALL_TOOLS, "        "),
+        "    - id: pyci",
+        "      name: pyci run",
+        "      shell: bash",
+        "      env:",
+        *[f"        {env_name(spec)}: ${{{{ inputs.{spec.name} }}}}" for spec in INPUTS],
+        f"      run: {HOST_RUN}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def load(path: Path = ACTION) -> dict:
+    loaded: dict = yaml.safe_load(path.read_text(encoding="utf-8"))
     return loaded
 
 
@@ -115,8 +215,55 @@ def test_action_yml_is_what_the_generator_writes() -> None:
     )
 
 
+# --- host/action.yml, the composite action ---
+def test_host_action_is_valid_against_the_github_action_schema() -> None:
+    schema = json.loads((SCHEMAS / "github-action.schema.json").read_text(encoding="utf-8"))
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(load(HOST_ACTION))]
+    assert errors == []
+
+
+def test_host_action_has_the_docker_actions_inputs_and_outputs() -> None:
+    host, docker = load(HOST_ACTION), load()
+    assert host["inputs"] == docker["inputs"]
+    assert list(host["inputs"]) == [spec.name for spec in INPUTS]
+    assert {n: o["description"] for n, o in host["outputs"].items()} == \
+        {n: o["description"] for n, o in docker["outputs"].items()}
+    for name, output in host["outputs"].items():
+        assert output["value"] == f"${{{{ steps.pyci.outputs.{name} }}}}", name
+
+
+def test_host_action_hands_every_input_to_pyci_under_a_name_pyci_reads() -> None:
+    steps = load(HOST_ACTION)["runs"]["steps"]
+    run = next(step for step in steps if step.get("id") == "pyci")
+    assert run["run"] == "pyci run"
+    assert run["env"] == {env_name(spec): f"${{{{ inputs.{spec.name} }}}}" for spec in INPUTS}
+    assert all(env_name(spec) in spec.env_names for spec in INPUTS)
+    for step in steps:  # an input pasted into a script would be parsed as shell
+        assert "inputs." not in step["run"], step["name"]
+
+
+def test_host_action_installs_pyci_from_its_checkout_then_the_verified_tools() -> None:
+    steps = load(HOST_ACTION)["runs"]["steps"]
+    assert load(HOST_ACTION)["runs"]["using"] == "composite"
+    pip, tools, run = steps
+    assert pip["env"]["PYCI_ACTION_PATH"] == "${{ github.action_path }}"
+    assert 'pip install --disable-pip-version-check --no-input --quiet "$PYCI_ACTION_PATH/.."' in pip["run"]
+    assert "pyci install-tools --dest \"${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci\"" in tools["run"]
+    assert "--github-path" in tools["run"]
+    assert all(step["shell"] == "bash" for step in steps)
+
+
+def test_host_action_yml_is_what_the_generator_writes() -> None:
+    assert HOST_ACTION.read_text(encoding="utf-8") == render_host(), (
+        "host/action.yml is out of date: run `python tests/unit/test_action_yml.py --write`"
+    )
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/unit/test_action_yml.py --write")
     ACTION.write_text(render(), encoding="utf-8")
     print(f"wrote {ACTION}")
+    HOST_ACTION.parent.mkdir(exist_ok=True)
+    HOST_ACTION.write_text(render_host(), encoding="utf-8")
+    print(f"wrote {HOST_ACTION}")
