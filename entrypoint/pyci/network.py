@@ -71,11 +71,12 @@ def _sibling(
     registry: RegistryInfo,
     stack: contextlib.ExitStack,
 ) -> Reachability:
-    if not cluster.network or not topology.own_container_id:
+    container = topology.network_container  # ours, or the one whose network we share
+    if not cluster.network or not container:
         log.warning("no docker network to join: using the cluster's kubeconfig as it is")
         return Reachability(cluster.kubeconfig, registry.host or "")
-    if join_network(client, topology.own_container_id, cluster.network):
-        stack.callback(leave_network, client, topology.own_container_id, cluster.network)
+    if join_network(client, container, cluster.network):
+        stack.callback(leave_network, client, container, cluster.network)
     host = registry.host_from_cluster if registry.mode == "local" else registry.host
     return Reachability(cluster.internal_kubeconfig or cluster.kubeconfig, host or "")
 

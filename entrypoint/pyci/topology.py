@@ -39,6 +39,14 @@ class Topology:
     kind: Kind
     own_container_id: str | None
     evidence: str
+    # The container whose network namespace ours is, when we share another's (`--network
+    # container:<id>`, as act runs a docker action in its job container's network); None: our own.
+    network_container_id: str | None = None
+
+    @property
+    def network_container(self) -> str | None:
+        """The container to connect to networks (and to read networks from): ours or its owner."""
+        return self.network_container_id or self.own_container_id
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,10 @@ def detect(client: docker.DockerClient, override: str = "auto") -> Topology:
     except docker.errors.APIError as err:
         evidence.append(f"daemon info failed: {err}")
 
-    host_network = own_id is not None and uses_host_network(client, own_id)
+    net_owner = network_owner(client, own_id) if own_id else None
+    if net_owner:
+        evidence.append(f"our container shares the network of container {net_owner[:12]}")
+    host_network = own_id is not None and uses_host_network(client, net_owner or own_id)
     if host_network:
         evidence.append("our container uses the host network: the daemon's loopback is ours")
     kind = classify(docker_host, own_id, host_network)
@@ -152,9 +163,28 @@ def detect(client: docker.DockerClient, override: str = "auto") -> Topology:
                 "topology: sibling, but this process is not a container on the Docker daemon",
                 "; ".join(evidence),
             )
-    result = Topology(kind, own_id, "; ".join(evidence))
+    result = Topology(kind, own_id, "; ".join(evidence), net_owner)
     log.info("topology %s: %s", result.kind.value, result.evidence)
     return result
+
+
+def network_owner(client: docker.DockerClient, container_id: str, hops: int = 5) -> str | None:
+    """The container whose network namespace `container_id` joined (`container:<id>`), or None."""
+    owner = None
+    current = container_id
+    for _ in range(hops):  # container:a -> container:b -> ...: follow to the one that owns it
+        try:
+            mode = str(client.containers.get(current).attrs["HostConfig"]["NetworkMode"])
+        except (docker.errors.APIError, KeyError):
+            return owner
+        if not mode.startswith("container:"):
+            return owner
+        try:
+            current = str(client.containers.get(mode.removeprefix("container:")).id)
+        except docker.errors.APIError:
+            return owner
+        owner = current
+    return owner
 
 
 def uses_host_network(client: docker.DockerClient, container_id: str) -> bool:

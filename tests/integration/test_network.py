@@ -4,6 +4,7 @@ network namespace that reaches the daemon only over TCP, through socat forwarder
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 
 import docker.errors
@@ -199,3 +200,30 @@ def test_forwarders_wait_for_the_answer_after_the_client_half_closes(docker_clie
             while chunk := client.recv(1024):
                 reply += chunk
     assert reply == b"late answer to ping"
+
+
+def test_sibling_in_another_containers_network_joins_through_that_container(docker_client, lab_images):
+    """act runs a docker action with `--network container:<job container>`: Docker refuses to connect
+    such a container to a network, so pyci connects the container whose network it shares."""
+    s = Settings(cluster_name=unique("it"), registry_port=0, registry_image=lab_images.registry)
+    net = docker_client.networks.create(unique("kind-test"), driver="bridge")
+    job = docker_client.containers.run(lab_images.base, ["sleep", "infinity"], name=unique("pyci-it-job"),
+                                       detach=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            info = registry.provision(s, docker_client, Topology(Kind.HOST, None, ""), stack)
+            registry.connect_network(docker_client, info.container_name, net.name)
+            script = SIBLING.format(net=net.name, reg=info.container_name).replace(
+                "t.own_container_id in", "t.network_container in") + (
+                "print(json.dumps({'owner': t.network_container_id}))\n")
+            code, output, _ = run_pyci_in_container(docker_client, lab_images.base, script,
+                                                    network_mode=f"container:{job.id}")
+        assert code == 0, output
+        found = json.loads(output.strip().splitlines()[-2])
+        assert json.loads(output.strip().splitlines()[-1])["owner"] == job.id
+        assert found["kind"] == "sibling"
+        assert found["status"] == 200  # the registry by name, through the job container's new interface
+        assert found["still_attached"] is False  # and the job container left the network again
+    finally:
+        job.remove(force=True)
+        net.remove()
