@@ -36,6 +36,7 @@ from pyci.results import (
 from pyci.settings import Settings
 
 if TYPE_CHECKING:
+    from pyci.buildahead import BuildAhead
     from pyci.readiness import Sentinel
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     if isinstance(provider, KindProvider) and not provider.exists():
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
         ownership.claim_cluster(client, s.cluster_name, s.run_id, stack)
+    ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
         stack.enter_context(reg_stack)
@@ -153,6 +155,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
             lambda: provider.create(cluster_stack),
         )
     state.cluster_name = cluster_info.name
+    if ahead is not None:
+        ahead.booted(time.monotonic() - state.stages[-1].seconds, time.monotonic())
+        ahead.load_into_kind(cluster_info.name)  # third-party images, while connect runs
     # Before anything reads the registry's port: joining the cluster's network can change it.
     reg_info = registry.join_cluster_network(client, reg_info, cluster_info)
     state.registry = reg_info.prefix or reg_info.host or ""
@@ -172,9 +177,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
                                     restore_on=stack if s.cluster == "existing" else None)
     _check_cancel(state)
 
+    _await_ahead(state, ahead)
     with _workload_watch(state, api) as sentinel:
         outcome = _tilt(state, reach.kubeconfig, sentinel)
         workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
+    _note_cache_hits(state, ahead, outcome.log_path)
     found = outcome.resources + workloads
     state.resources = components.merge(found, state.evaluation)
     failing = [r for r in state.resources if not r.ok]
@@ -218,6 +225,58 @@ def _preflight(state: Run) -> None:
                                       message=f"{where}: {error.message}" if where else error.message)]
     state.platform.error("Tiltfile error", error.message, where)
     raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
+
+
+def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAhead | None:
+    """Start building the preflight's image targets (and prefetching third-party images) while kind
+    boots; None when there is no boot to overlap or nothing was read ahead (tilt ci builds as today)."""
+    from pyci import buildahead
+
+    s = state.settings
+    if not s.build_ahead or s.cluster != "kind":
+        return None
+    planned = buildahead.plan(state.evaluation)
+    if planned is None:
+        state.platform.info("build ahead: the Tiltfile was not read ahead; tilt ci builds as usual")
+        return None
+    found, skipped, third_party = planned
+    if not found and not third_party:
+        return None
+    ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped)
+    stack.callback(ahead.close)  # its throwaway tags go at cleanup, after tilt's own builds used them
+    ahead.start()
+    state.platform.info(f"build ahead: {len(found)} images, {len(third_party)} third-party images, "
+                        f"while the cluster boots (up to {ahead.workers} builds at once)")
+    return ahead
+
+
+def _await_ahead(state: Run, ahead: BuildAhead | None) -> None:
+    """tilt ci starts when the builds ahead ended (it would only run the same builds again) and the
+    third-party images are in the nodes (a pod must not look for them first)."""
+    if ahead is None:
+        return
+    t0 = time.monotonic()
+    ahead.wait(state.settings.timeout, state.cancel)
+    ahead.wait_loaded(state.settings.timeout, state.cancel)
+    ahead.profile.waited = time.monotonic() - t0
+    _check_cancel(state)
+    state.stages.append(StageResult("build ahead", ahead.profile.waited, detail=ahead.profile.describe()))
+    state.platform.info(f"build ahead: {ahead.profile.describe()}")
+
+
+def _note_cache_hits(state: Run, ahead: BuildAhead | None, tilt_log: Path) -> None:
+    """What tilt's own builds found cached: the proof build-ahead paid, in the profile."""
+    from pyci import buildahead
+
+    stage = next((st for st in state.stages if st.name == "build ahead"), None)
+    if ahead is None or stage is None:
+        return
+    with contextlib.suppress(OSError):
+        ahead.profile.hits = buildahead.cache_hits(tilt_log.read_text(encoding="utf-8", errors="replace"))
+    stage.detail = ahead.profile.describe()
+    if ahead.profile.hits is not None:
+        state.platform.info(f"build ahead: tilt found {ahead.profile.hits.cached} of "
+                            f"{ahead.profile.hits.steps} build steps cached")
 
 
 def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[Sentinel | None]:

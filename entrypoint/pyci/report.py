@@ -88,6 +88,8 @@ def stage_case(stage: StageResult, secrets: Iterable[str]) -> ET.Element:
         ET.SubElement(case, "skipped")
     elif not stage.ok:
         _problem(case, "error", "StageFailed", clean(stage.error, secrets) or f"{stage.name} failed")
+    if stage.detail:
+        ET.SubElement(case, "system-out").text = clean(stage.detail, secrets)
     return case
 
 
@@ -212,6 +214,8 @@ def _stages_table(result: RunResult, secrets: tuple[str, ...]) -> list[str]:
         status = (
             "⏭️ skipped" if s.skipped else "✅" if s.ok else f"❌ {cell(clean(s.error, secrets) or 'failed')}"
         )
+        if s.detail:
+            status += f" {cell(clean(s.detail, secrets))}"
         rows.append(f"| {cell(s.name)} | {status} | {format_duration(s.seconds)} |")
     return rows
 

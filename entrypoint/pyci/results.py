@@ -58,6 +58,7 @@ class StageResult:
     ok: bool = True
     error: str | None = None
     skipped: bool = False
+    detail: str | None = None  # what the stage did, for people (build ahead: images, overlap, cache hits)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pyci.settings import INPUTS
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "orb" / "src"
 SCHEMAS = REPO.parent / "shared" / "schemas"
-BOOLEANS = {"wait", "summary", "keep-cluster", "debug"}
+BOOLEANS = {"build-ahead", "wait", "summary", "keep-cluster", "debug"}
 
 
 def pack_orb() -> ModuleType:

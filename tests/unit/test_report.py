@@ -252,3 +252,16 @@ def test_format_duration(seconds: float | None, text: str):
 
 def test_redact_multi_line_and_overlapping_secrets():
     assert redact("a abc abcdef\nline2 x", ["abcdef", "abc", "line2\n", ""]) == "a *** ***\n*** x"
+
+
+def test_build_ahead_profile_is_in_junit_and_the_summary(junit_schema: xmlschema.XMLSchema):
+    detail = ("2/2 images built ahead in 3.4s, 3.4s of it during the 12.1s cluster boot; tilt waited 0.0s "
+              "for them; tilt: 4/4 build steps cached")
+    result = RunResult(exit_code=ExitCode.HEALTHY, headline="ok", duration=30.0, stages=[
+        StageResult("registry + cluster", 12.1), StageResult("build ahead", 0.0, detail=detail)])
+    xml = junit_xml(result)
+    junit_schema.validate(xml)
+    case = next(c for c in ET.fromstring(xml).iter("testcase") if c.get("name") == "build ahead")
+    out = case.find("system-out")
+    assert out is not None and out.text == detail
+    assert f"| build ahead | ✅ {detail} | 0.0s |" in summary_markdown(result)

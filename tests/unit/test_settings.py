@@ -172,6 +172,7 @@ GOOD = [
     ("artifacts-dir", "out/artifacts", "artifacts_dir", Path("out/artifacts")),
     ("summary", "OFF", "summary", False),
     ("keep-cluster", "yes", "keep_cluster", True),
+    ("build-ahead", "off", "build_ahead", False),
     ("debug", "1", "debug", True),
 ]
 
@@ -244,6 +245,7 @@ BAD = [
     ("artifacts-dir", "bad\x00dir", "is not valid"),
     ("summary", "enabled", "is not valid"),
     ("keep-cluster", "2", "is not valid"),
+    ("build-ahead", "sometimes", "is not valid"),
     ("debug", "verbose", "is not valid"),
 ]
 
