@@ -176,7 +176,7 @@ def publish(result: RunResult, settings: Settings, platform: platforms.Platform)
     result.junit = str(settings.junit)  # pyci writes it here, whatever a stage put in the result
     result.artifacts_dir = result.artifacts_dir or str(settings.artifacts_dir)
     result.cluster_name = result.cluster_name or settings.cluster_name
-    secrets = settings.secrets
+    secrets = (*settings.secrets, *platform.secrets)  # the inputs', and those tools declared
     for path in _junit_paths(settings, platform):
         try:
             report.write_junit(result, path, secrets)
@@ -448,11 +448,38 @@ def cleanup(
         problems += _attempt(
             network.remove, dry_run, f"{verb} network {network.name}", f"network {network.name}"
         )
+    for marker, name in markers:  # kind's network, when the run's kind create made it and none uses it
+        made = ownership.owned_network(marker)
+        if made and (name in deleted or dry_run):
+            for network in client.networks.list(names=[made]):
+                network.reload()
+                if network.name == made and not network.attrs.get("Containers"):
+                    problems += _attempt(network.remove, dry_run, f"{verb} network {made}", f"network {made}")
     for marker, name in markers:
         if name in deleted:  # a marker stays as long as its cluster does
             problems += _attempt(functools.partial(marker.remove, force=True), dry_run,
                                  f"{verb} ownership marker {marker.name}", f"volume {marker.name}")
+    labelled = [*containers, *(marker for marker, _ in markers)]
+    runs = {run_id} if run_id else {str((t.attrs.get("Config", {}).get("Labels") or t.attrs.get("Labels")
+                                         or {}).get(LABEL_RUN) or "") for t in labelled}
+    for workdir in _workdirs(runs - {""}):  # the run's kubeconfigs, when it ran on this machine
+        problems += _attempt(functools.partial(shutil.rmtree, workdir), dry_run,
+                             f"{verb} temporary folder {workdir}", f"folder {workdir}")
     return problems
+
+
+def _workdirs(run_ids: set[str]) -> list[Path]:
+    """The `pyci-<run id>-*` folders runs made under the temporary directory (pipeline's workdir)."""
+    import tempfile
+
+    found = []
+    for run in sorted(run_ids):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", run):
+            continue
+        for path in Path(tempfile.gettempdir()).glob(f"pyci-{run}-*"):
+            if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.getuid():
+                found.append(path)
+    return found
 
 
 def _attempt(action: Callable[[], object], dry_run: bool, done: str, what: str) -> list[str]:

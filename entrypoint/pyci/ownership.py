@@ -18,19 +18,23 @@ from pyci.settings import LABEL_MANAGED, LABEL_RUN
 log = logging.getLogger(__name__)
 
 LABEL_OWNS = "io.pyci.owns-cluster"
+LABEL_OWNS_NETWORK = "io.pyci.owns-network"  # the docker network kind made for this run's cluster
 
 
 def marker_name(cluster_name: str) -> str:
     return f"pyci-owner-{cluster_name}"
 
 
-def claim_cluster(client: Any, cluster_name: str, run_id: str, stack: contextlib.ExitStack) -> None:
-    """Record that this run creates `cluster_name`; the marker goes last, after the cluster.
+def claim_cluster(client: Any, cluster_name: str, run_id: str, stack: contextlib.ExitStack,
+                  network: str | None = None) -> None:
+    """Record that this run creates `cluster_name` (and `network`, when kind will make it for this
+    run); the marker goes last, after the cluster.
 
     Docker returns an existing volume of the same name instead of failing: a marker of another run
     means that run is creating this very cluster, so this one stops before touching it.
     """
-    labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_OWNS: cluster_name}
+    labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_OWNS: cluster_name,
+              **({LABEL_OWNS_NETWORK: network} if network else {})}
     try:
         volume = client.volumes.create(name=marker_name(cluster_name), labels=labels)
     except Exception as err:  # noqa: BLE001 - docker.errors.APIError and friends
@@ -47,6 +51,10 @@ def claim_cluster(client: Any, cluster_name: str, run_id: str, stack: contextlib
 def release(volume: Any) -> None:
     with contextlib.suppress(Exception):  # already gone, or the daemon is: `pyci cleanup` finds it
         volume.remove(force=True)
+
+
+def owned_network(marker: Any) -> str:
+    return str((marker.attrs.get("Labels") or {}).get(LABEL_OWNS_NETWORK) or "")
 
 
 def owned_clusters(client: Any, filters: dict[str, list[str]]) -> list[tuple[Any, str]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyci import processes
+from pyci import processes, testhook
 from pyci.platforms import Platform
 from pyci.results import (
     AppFailed,
@@ -59,6 +59,7 @@ class Run:
     kubeconfig: str = ""
     registry: str = ""
     evaluation: Any = None  # the preflight's tiltfile.Evaluation
+    late_signal: str = ""  # a signal that came while cleanup ran: it did not stop it, the run is cancelled
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -83,6 +84,8 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
     t0 = time.monotonic()
     for secret in settings.secrets:
         platform.mask(secret)
+    # What `pyci cleanup --run-id` takes, should this run be killed before its cleanup.
+    platform.info(f"run id {settings.run_id}")
     exit_code, headline = ExitCode.HEALTHY, ""
     with _signals_cancel(state.cancel):
         stack = contextlib.ExitStack()
@@ -99,6 +102,9 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
             exit_code, headline = ExitCode.INFRASTRUCTURE, f"unexpected error: {type(e).__name__}: {e}"
         finally:
             _cleanup(state, stack)
+    if state.late_signal and exit_code != ExitCode.CANCELLED:
+        exit_code = ExitCode.CANCELLED
+        headline = f"cancelled by {state.late_signal} during cleanup (cleanup completed)"
     return RunResult(
         exit_code=exit_code,
         headline=headline or "all workloads are healthy",
@@ -131,19 +137,23 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
             reaper.start(client, where.own_container_id, s.run_id, stack)
     _check_cancel(state)
 
-    workdir = Path(tempfile.mkdtemp(prefix="pyci-"))  # kubeconfigs: private, never in artifacts
+    # Kubeconfigs: private, never in artifacts; named for the run so `pyci cleanup --run-id` finds it.
+    workdir = Path(tempfile.mkdtemp(prefix=f"pyci-{s.run_id}-"))
     os.chmod(workdir, 0o700)
     if not s.keep_cluster:
         stack.callback(_rmtree, workdir)
     provider = clusters.get_provider(s, workdir)
-    kind_network = getattr(provider, "network", None) if s.cluster == "kind" else None
-    if kind_network and not _network_exists(client, kind_network):
+    kind_network: str = (getattr(provider, "network", None) or "") if s.cluster == "kind" else ""
+    made_network = bool(kind_network) and not _network_exists(client, kind_network)
+    if made_network:
         # kind makes its network on first use and never removes it: this run made it, so it goes,
         # after the cluster and the registry (callbacks run last-in first-out).
         stack.callback(_remove_network_if_unused, client, kind_network)
     if isinstance(provider, KindProvider) and not provider.exists():
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
-        ownership.claim_cluster(client, s.cluster_name, s.run_id, stack)
+        ownership.claim_cluster(client, s.cluster_name, s.run_id, stack,
+                                network=kind_network if made_network else None)
+    testhook.pause("claimed")
     ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
@@ -151,7 +161,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         stack.enter_context(cluster_stack)
         reg_info, cluster_info = _concurrently(
             state,
-            lambda: registry.provision(s, client, where, reg_stack),
+            lambda: registry.provision(s, client, where, reg_stack, cancel=state.cancel),
             lambda: provider.create(cluster_stack),
         )
     state.cluster_name = cluster_info.name
@@ -166,6 +176,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         stack.callback(_remove_tags, client, f"{reg_info.host}/")
     _check_cancel(state)
 
+    testhook.pause("connect")
     with state.stage("connect"):
         reach = network.make_reachable(client, where, cluster_info, reg_info, stack,
                                        socat_image=s.socat_image)
@@ -178,16 +189,27 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     _check_cancel(state)
 
     _await_ahead(state, ahead)
-    with _workload_watch(state, api) as sentinel:
-        outcome = _tilt(state, reach.kubeconfig, sentinel)
-        workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
+    testhook.pause("tilt")
+    kind_nodes = cluster_info.nodes if s.cluster == "kind" else ()
+    try:
+        with _workload_watch(state, api) as sentinel:
+            outcome = _tilt(state, reach.kubeconfig, sentinel)
+            if sentinel is not None and sentinel.lost is not None:
+                raise sentinel.lost
+            workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
+    except InfrastructureError:
+        _raise_if_infrastructure_lost(client, reg_info, kind_nodes)  # the more concrete reason
+        raise
     _note_cache_hits(state, ahead, outcome.log_path)
     found = outcome.resources + workloads
     state.resources = components.merge(found, state.evaluation)
     failing = [r for r in state.resources if not r.ok]
     if outcome.exit_code == 0 and not failing:
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
+    # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
+    _raise_if_infrastructure_lost(client, reg_info, kind_nodes)
 
+    testhook.pause("diagnostics")
     with state.stage("diagnostics"):
         # The bundle looks objects up by their own names: the members, not the merged components.
         _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
@@ -295,7 +317,8 @@ def _tilt(state: Run, kubeconfig: Path, sentinel: Sentinel | None) -> Any:
     s = state.settings
     with state.stage("tilt ci"):  # the sentinel stops tilt as soon as a workload failed for good
         outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
-                              cancel=state.cancel, stop=sentinel.failed if sentinel else None)
+                              cancel=state.cancel, stop=sentinel.failed if sentinel else None,
+                              redact=state.platform.redact)
     if outcome.exit_code == 0:
         # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
         # lag behind (a resource still "pending" in it), so its word wins.
@@ -313,6 +336,7 @@ def _readiness(state: Run, sentinel: Sentinel | None, tilt_ok: bool) -> list[Res
         state.skip("readiness")
         return []
     timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
+    testhook.pause("readiness")
     with state.stage("readiness"):  # on the sentinel's watches: a healthy app is reported at once
         return sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel)
 
@@ -323,12 +347,14 @@ def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: 
 
     s = state.settings
     out = diagnostics.collect(api, s.artifacts_dir / "diagnostics", failing, s.namespaces, snapshot,
-                              kind_cluster, secrets=s.secrets, log=state.platform.untrusted)
+                              kind_cluster, secrets=(*s.secrets, *state.platform.secrets),
+                              log=state.platform.untrusted)
     state.platform.info(f"diagnostics bundle: {out}")
 
 
 def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
-    """Undo everything, unless the user asked to keep it; a second signal does not interrupt this."""
+    """Undo everything, unless the user asked to keep it; a signal now does not interrupt this: it is
+    remembered (the run ends cancelled) and cleanup goes on to the end."""
     if state.cancel.is_set():
         processes.terminate_children(grace=5.0)
     if state.settings.keep_cluster:
@@ -337,8 +363,10 @@ def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
         state.platform.info("keep-cluster: leaving the cluster, registry and forwarders running")
         return
     t0 = time.monotonic()
-    with _signals_ignored(), state.platform.group("cleanup"):
+    late = threading.Event()
+    with _signals_deferred(state, late), state.platform.group("cleanup"):
         try:
+            testhook.pause("cleanup", late)
             stack.close()
             state.stages.append(StageResult("cleanup", time.monotonic() - t0))
         except Exception as e:  # noqa: BLE001 - report, never mask the run's own result
@@ -364,6 +392,26 @@ def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
             concurrent.futures.wait(futures, timeout=20)
             raise errors[0]  # type: ignore[misc]
         return [f.result() for f in futures]
+
+
+def _raise_if_infrastructure_lost(client: Any, reg_info: Any, kind_nodes: tuple[str, ...]) -> None:
+    """InfrastructureError naming the registry container or kind node that is no longer running."""
+    import docker.errors
+
+    watched = [("kind node", name) for name in kind_nodes]
+    if reg_info.mode == "local" and reg_info.container_name:
+        watched.append(("the local registry", reg_info.container_name))
+    for what, name in watched:
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound:
+            raise InfrastructureError(f"{what} {name} was removed during the run") from None
+        except Exception as err:  # noqa: BLE001 - the daemon itself is gone
+            raise InfrastructureError(f"the Docker daemon stopped answering during the run: {err}") from err
+        if container.status != "running":
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            raise InfrastructureError(f"{what} {name} stopped during the run "
+                                      f"(status {container.status}, exit code {code})")
 
 
 def _check_cancel(state: Run) -> None:
@@ -441,11 +489,18 @@ def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
+def _signals_deferred(state: Run, late: threading.Event) -> Iterator[None]:
+    """While cleanup runs: a signal is remembered (the run ends cancelled), never raised."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: object) -> None:
+        if not state.cancel.is_set() and not state.late_signal:
+            state.late_signal = signal.Signals(signum).name
+        late.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:

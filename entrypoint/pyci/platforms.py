@@ -35,6 +35,13 @@ def escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+TOOL_MASK_MIN = 8  # characters of a secret a tool declares with `::add-mask::`
+
+
+def unescape_data(text: str) -> str:
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+
+
 def escape_property(text: str) -> str:
     """GitHub workflow command property values additionally escape the separators."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
@@ -74,6 +81,23 @@ class Platform:
         return {}
 
     # --- logging ---
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret masked so far (inputs, and `::add-mask::` lines in tool output)."""
+        with self._lock:
+            return tuple(self._secrets)
+
+    def masks_from(self, text: str) -> None:
+        """A tool (a Tiltfile's print, a local() command) declares a secret the GitHub way,
+        `::add-mask::VALUE`: it is masked from then on, everywhere pyci writes, on every platform.
+        On GitHub it must be: pyci shows tool output between stop-commands, where the runner
+        itself ignores the line. Values shorter than TOOL_MASK_MIN are left alone: masking `a` would
+        wreck every line, and a pod log must not be able to do that."""
+        for line in text.splitlines():
+            _, found, value = line.partition("::add-mask::")
+            if found and len(value.strip()) >= TOOL_MASK_MIN:
+                self.mask(unescape_data(value.strip()))
+
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
@@ -95,6 +119,7 @@ class Platform:
 
     def untrusted(self, text: str) -> None:
         """Text from a tool (tilt, kubectl, pod logs): never interpreted, only shown."""
+        self.masks_from(text)
         self.info(text)
 
     def resume_commands(self) -> None:
@@ -180,6 +205,7 @@ class GitHubActions(Platform):
         # it. One pair per stretch of tool output (a tilt log is thousands of lines): opened at its
         # first line, closed before the next line pyci writes itself, which must be a command again.
         with self._lock:
+            self.masks_from(text)  # announced as a real command, before the pair opens again
             if self._stop_token is None:
                 self._stop_token = uuid.uuid4().hex
                 super()._write(f"::stop-commands::{self._stop_token}")

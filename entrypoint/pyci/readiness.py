@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,9 @@ TICK = 0.25  # how often deadlines and grace periods are checked when no event a
 UNSCHEDULABLE_GRACE = 10.0
 CONFIG_ERROR_GRACE = 10.0
 PROGRESS_EVERY = 5.0
+# How long every watch may fail to connect before the run stops waiting: the API server is gone (a
+# stopped node, a cut network), which is an infrastructure failure, not an app that never got healthy.
+API_LOST_AFTER = 20.0
 LOG_TAIL = 20
 NEVER_READY_SLACK = 3.0  # seconds between a pod's start and the kubelet's first Ready=False write
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod annotation of an Indexed Job
@@ -433,7 +437,7 @@ def _list_functions(api_client: client.ApiClient, namespaced: bool) -> dict[str,
 class _Msg:
     kind: str
     namespace: str | None
-    type: str  # LIST, ADDED, MODIFIED, DELETED, FAILED
+    type: str  # LIST, ADDED, MODIFIED, DELETED, FAILED (an API error), UNREACHABLE (no connection)
     items: list[Obj] = field(default_factory=list)
     error: str = ""
 
@@ -480,7 +484,7 @@ def _watch_loop(
         except Exception as exc:  # connection reset, timeouts: retry with a short back-off
             failures += 1
             if failures >= 3:
-                out.put(_Msg(kind, namespace, "FAILED", error=str(exc)))
+                out.put(_Msg(kind, namespace, "UNREACHABLE", error=str(exc)))
         stop.wait(min(5.0, 0.5 * failures))
 
 
@@ -577,6 +581,8 @@ class _Waiter:
         self.ready_at: dict[Key, float] = {}
         self.first_seen_problem: dict[tuple[Key, str], float] = {}
         self.fatal: dict[Key, Problem] = {}
+        self.unreachable_since: float | None = None  # no watch has reached the API server since
+        self.unreachable_error = ""
 
     def _wanted(self, namespace: str) -> bool:
         if self.namespaces:
@@ -622,6 +628,13 @@ class _Waiter:
         if msg.type == "FAILED":
             self.log(f"readiness: watching {msg.kind} failed ({msg.error}), retrying")
             return
+        if msg.type == "UNREACHABLE":
+            if self.unreachable_since is None:
+                self.unreachable_since = time.monotonic()
+                self.log(f"readiness: the API server does not answer ({_short(msg.error)}), retrying")
+            self.unreachable_error = msg.error
+            return
+        self.unreachable_since = None
         items = [o for o in msg.items if self._wanted(str((o.get("metadata") or {}).get("namespace", "")))]
         if msg.type == "LIST":
             self.listed.add((msg.kind, msg.namespace))
@@ -647,6 +660,7 @@ class _Waiter:
                 raise Cancelled("cancelled while waiting for workloads")
             self.pump(block)
             block, now = TICK, time.monotonic()
+            self.check_reachable(now)
             if not self.listed_all():
                 if now - self.start > timeout:
                     raise_listing_timeout(self.listed, self.expected_lists)
@@ -657,6 +671,15 @@ class _Waiter:
             if now - last_progress >= progress_every:
                 last_progress = now
                 self.log(f"readiness: still not healthy: {describe_pending(pending)}")
+
+    def check_reachable(self, now: float) -> None:
+        if self.unreachable_since is not None and now - self.unreachable_since >= API_LOST_AFTER:
+            host = getattr(self.api_client.configuration, "host", "") or "?"
+            raise InfrastructureError(
+                f"the Kubernetes API server at {host} stopped answering during the readiness watch "
+                f"(for {now - self.unreachable_since:.0f}s: {_short(self.unreachable_error)})",
+                self.unreachable_error,
+            )
 
     def evaluate(self, now: float) -> tuple[dict[Key, tuple[str, Problem | None]], bool]:
         """(still pending -> (detail, problem), finished?) after marking the healthy and the fatal."""
@@ -742,6 +765,13 @@ class _Waiter:
         return results
 
 
+def _short(error: str, limit: int = 100) -> str:
+    """The gist of a urllib3 error: `... Failed to establish a new connection: [Errno 111] ...`."""
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", error)
+    text = found.group(0) if found else " ".join(error.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def wait_healthy(
     api_client: client.ApiClient,
     namespaces: Sequence[str],
@@ -795,6 +825,7 @@ class Sentinel:
     ) -> None:
         self.failed = threading.Event()
         self.reasons: list[str] = []
+        self.lost: InfrastructureError | None = None  # the API server stopped answering during tilt ci
         self._done = threading.Event()
         self._waiter = _Waiter(api_client, namespaces, max_restarts, log, unschedulable_grace)
         self._thread = threading.Thread(target=self._run, name="readiness-sentinel", daemon=True)
@@ -830,6 +861,13 @@ class Sentinel:
         while True:
             waiter.pump(TICK)
             if self._done.is_set():
+                return
+            try:
+                waiter.check_reachable(time.monotonic())
+            except InfrastructureError as err:
+                waiter.log(f"readiness: {err.message}: stopping tilt ci")
+                self.lost = err
+                self.failed.set()
                 return
             if not waiter.listed_all():
                 continue

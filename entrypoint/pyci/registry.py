@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import yaml
 from docker.models.containers import Container
 from kubernetes.client.rest import ApiException
 
+from pyci import testhook
 from pyci.cluster.base import ClusterInfo
 from pyci.results import InfrastructureError
 from pyci.settings import LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN, Settings
@@ -74,12 +76,13 @@ def labels(settings: Settings) -> dict[str, str]:
 
 
 def provision(
-    settings: Settings, client: docker.DockerClient, topology: Topology, stack: contextlib.ExitStack
+    settings: Settings, client: docker.DockerClient, topology: Topology, stack: contextlib.ExitStack,
+    cancel: threading.Event | None = None,
 ) -> RegistryInfo:
     if settings.registry == "none":
         return RegistryInfo(mode="none")
     if settings.registry == "local":
-        return provision_local(settings, client, topology, stack)
+        return provision_local(settings, client, topology, stack, cancel)
     return provision_remote(settings, client, stack)
 
 
@@ -87,7 +90,8 @@ def provision(
 
 
 def provision_local(
-    settings: Settings, client: docker.DockerClient, topology: Topology, stack: contextlib.ExitStack
+    settings: Settings, client: docker.DockerClient, topology: Topology, stack: contextlib.ExitStack,
+    cancel: threading.Event | None = None,
 ) -> RegistryInfo:
     name = registry_name(settings.cluster_name)
     container = reuse_registry(client, name, topology)
@@ -96,6 +100,7 @@ def provision_local(
             client, name, settings.registry_image, settings.registry_port, labels(settings)
         )
         stack.callback(remove_container, client, name)
+        testhook.pause("registry", cancel)
         check_health(client, container, topology)
     port = published_port(container)
     log.info("local registry %s at 127.0.0.1:%d (cluster side %s:%d)", name, port, name, REGISTRY_PORT)

@@ -510,8 +510,13 @@ def run_ci(
     cancel: threading.Event | None = None,
     tilt_bin: str = "tilt",
     stop: threading.Event | None = None,
+    redact: Callable[[str], str] = str,
 ) -> TiltOutcome:
-    """Run `tilt ci` to completion; stream its log; report what it waits on every progress_interval."""
+    """Run `tilt ci` to completion; stream its log; report what it waits on every progress_interval.
+
+    `redact` masks secrets in the log file and the snapshot it leaves in `artifacts_dir`; it is
+    applied after `log` saw the line, which may have declared a new one (`::add-mask::`).
+    """
     tiltfile = settings.tiltfile_path.resolve()
     if not tiltfile.is_file():
         raise InputError(f"Tiltfile not found: {tiltfile}")
@@ -581,9 +586,9 @@ def run_ci(
                 if item is None:
                     done = True
                     continue
-                log_file.write(item + "\n")
-                log_file.flush()
                 log(item)
+                log_file.write(redact(item) + "\n")
+                log_file.flush()
                 if item.strip().startswith("Error: "):
                     all_error_lines.append(item)
                 name, text = split_log_line(item)
@@ -607,6 +612,9 @@ def run_ci(
     resources: list[ResourceResult] = []
     if snapshot is not None:
         try:
+            text = snapshot.read_text(encoding="utf-8")
+            if redact(text) != text:  # tilt wrote its whole log into it
+                snapshot.write_text(redact(text), encoding="utf-8")
             data = json.loads(snapshot.read_text(encoding="utf-8"))
             resources = resources_from_snapshot(data, exit_code)
         except (OSError, ValueError) as exc:

@@ -323,3 +323,24 @@ def test_logging_goes_to_the_platform(make: type[Platform]):
     text = out.getvalue()
     assert "hidden" not in text
     assert "shown 1" in text and "careful" in text and "broken" in text
+
+
+def test_a_secret_a_tool_declares_is_masked_from_then_on(tmp_path: Path):
+    # A Tiltfile's print('::add-mask::' + token): inside stop-commands the runner would ignore it.
+    platform, out = github(tmp_path)
+    platform.untrusted("Tiltfile │ ::add-mask::tok-1234567890")
+    platform.untrusted("Tiltfile │ the token is tok-1234567890")
+    platform.resume_commands()
+    text = out.getvalue()
+    assert text.splitlines()[0] == "::add-mask::tok-1234567890"  # a real command, before any stop-commands
+    assert text.count("tok-1234567890") == 1
+    assert "the token is ***" in text
+    assert platform.secrets == ("tok-1234567890",)
+
+
+def test_a_tool_cannot_mask_short_text(tmp_path: Path):
+    platform, out = github(tmp_path)
+    platform.untrusted("::add-mask::e")
+    platform.untrusted("every line has an e")
+    assert platform.secrets == ()
+    assert "every line has an e" in out.getvalue()
