@@ -7,6 +7,7 @@ Regenerate after changing INPUTS or the outputs:  python tests/unit/test_action_
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -251,6 +252,28 @@ def test_host_action_installs_pyci_from_its_checkout_then_the_verified_tools() -
     assert "pyci install-tools --dest \"${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci\"" in tools["run"]
     assert "--github-path" in tools["run"]
     assert all(step["shell"] == "bash" for step in steps)
+
+
+def test_host_action_scripts_are_bash() -> None:
+    for step in load(HOST_ACTION)["runs"]["steps"]:
+        subprocess.run(["bash", "-n", "-c", step["run"]], check=True, timeout=30)
+
+
+def test_host_action_refuses_an_old_python_with_one_line(tmp_path: Path) -> None:
+    """ubuntu-22.04's python3 is 3.10: the step says what to do, in one line, and installs nothing."""
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n[ "$1" = -V ] && { echo "Python 3.10.12"; exit 0; }\nexit 1\n')
+    fake.chmod(0o755)
+    script = load(HOST_ACTION)["runs"]["steps"][0]["run"]
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path / "temp"),
+           "GITHUB_PATH": str(tmp_path / "github_path"), "PYCI_ACTION_PATH": str(REPO / "host")}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "::error title=pyci host action::pyci needs Python 3.11 or newer as python3 (found: Python 3.10.12); "
+        "run actions/setup-python before this step"]
+    assert not (tmp_path / "temp").exists() and not (tmp_path / "github_path").exists()
 
 
 def test_host_action_yml_is_what_the_generator_writes() -> None:

@@ -65,6 +65,15 @@ def test_e2e_runs_the_action_on_hello_and_expects_broken_to_fail() -> None:
     assert all(job["runs-on"] == "ubuntu-latest" for job in jobs.values())
 
 
+def test_e2e_runs_the_host_action_on_hello() -> None:
+    job = load("e2e.yml")["jobs"]["host"]
+    step = next(s for s in job["steps"] if s.get("uses") == "./host")
+    assert step["with"]["working-directory"] == "examples/hello"
+    check = job["steps"][job["steps"].index(step) + 1]
+    assert check["env"]["RESULT"] == f"${{{{ steps.{step['id']}.outputs.result }}}}"
+    assert 'test "$RESULT" = success' in check["run"]
+
+
 @pytest.mark.parametrize("job", ["hello", "broken"])
 def test_e2e_runs_this_commits_image(job: str, tmp_path: Path) -> None:
     job_steps = load("e2e.yml")["jobs"][job]["steps"]
