@@ -427,6 +427,7 @@ def cleanup(
     markers = ownership.owned_clusters(client, filters)
     clusters = sorted({name for _, name in markers} - {""})
     deleted: set[str] = set()
+    registry_ports = {port for container in containers for port in _registry_ports(container)}
     for container in containers:
         problems += _attempt(
             functools.partial(container.remove, force=True, v=True),
@@ -434,6 +435,12 @@ def cleanup(
             f"{verb} container {container.name}",
             f"container {container.name}",
         )
+    # tilt's pushes leave <registry>/<image>:tilt-<hash> tags in the daemon: they go with the registry.
+    images = client.images.list() if registry_ports else []
+    for tag in sorted(t for image in images for t in image.tags
+                      if any(t.startswith(f"localhost:{port}/") for port in registry_ports)):
+        problems += _attempt(functools.partial(client.images.remove, tag), dry_run,
+                             f"{verb} image tag {tag}", f"image tag {tag}")
     for name in clusters:
         if not _CLUSTER_NAME.fullmatch(name):
             problems.append(f"label {ownership.LABEL_OWNS}={name!r} is not a kind cluster name: skipped")
@@ -466,6 +473,12 @@ def cleanup(
         problems += _attempt(functools.partial(shutil.rmtree, workdir), dry_run,
                              f"{verb} temporary folder {workdir}", f"folder {workdir}")
     return problems
+
+
+def _registry_ports(container: Any) -> list[int]:
+    """The host ports a (running) local registry container of a run publishes its port 5000 on."""
+    ports = ((getattr(container, "attrs", None) or {}).get("NetworkSettings") or {}).get("Ports") or {}
+    return [int(b["HostPort"]) for b in ports.get("5000/tcp") or [] if str(b.get("HostPort", "")).isdigit()]
 
 
 def _workdirs(run_ids: set[str]) -> list[Path]:
