@@ -49,3 +49,14 @@ def test_schema_properties_are_the_inputs():
 
     schema = json.loads((REPO / "entrypoint" / "pyci" / "schema" / "settings.schema.json").read_text())
     assert set(schema["properties"]) == {s.name for s in INPUTS}
+
+
+def test_readme_shows_both_github_actions_and_the_host_actions_overrides():
+    assert "uses: pyci-action/pyci-action@v1" in README
+    assert "uses: pyci-action/pyci-action/host@v1" in README
+    assert (REPO / "host" / "action.yml").is_file()
+    # Every environment variable the downloader reads is documented.
+    source = (REPO / "entrypoint" / "pyci" / "install.py").read_text()
+    read = set(re.findall(r'environ(?:\.get\(|\[)"(PYCI_[A-Z_]+)"', source))
+    assert read == {"PYCI_DOWNLOAD_BASE", "PYCI_VERSIONS_FILE"}
+    assert all(f"`{name}`" in README for name in read)
