@@ -195,16 +195,21 @@ def _temporary(folder: Path, prefix: str) -> Iterator[tuple[IO[bytes], Path]]:
 def download(url: str, out: IO[bytes], label: str) -> str:
     """Stream `url` into `out`; return the SHA256 of what arrived."""
     import requests
+    import urllib3
 
     digest = hashlib.sha256()
+    # The digest is of the bytes as published: ask for no transfer encoding and decode none (a server
+    # that gzips a .tar.gz "for transfer" would otherwise hand over something else).
+    headers = {"Accept-Encoding": "identity", "User-Agent": "pyci-install-tools"}
     try:
-        with requests.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
+        with requests.get(url, stream=True, headers=headers,
+                          timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
             if response.status_code != 200:
                 raise InfrastructureError(f"{label}: download of {url} failed: HTTP {response.status_code}")
-            for chunk in response.iter_content(CHUNK):
+            for chunk in response.raw.stream(CHUNK, decode_content=False):
                 digest.update(chunk)
                 out.write(chunk)
-    except requests.RequestException as err:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
         raise InfrastructureError(f"{label}: download of {url} failed: {_one_line(err)}") from err
     out.flush()
     return digest.hexdigest()
@@ -327,7 +332,10 @@ def _run(namespace: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def install_one(dest: Path, p: Pin) -> Installed:
-    item = install(dest, p)
+    try:
+        item = install(dest, p)
+    except OSError as err:  # a full disk, a tool cache the runner's user cannot write
+        raise InfrastructureError(f"{p.label}: cannot write under {dest}: {_one_line(err)}") from err
     how = "downloaded, sha256 verified" if item.downloaded else "cached, sha256 re-checked"
     print(f"{p.label}: {how} ({p.sha256[:12]}…) -> {item.path} in {item.seconds:.1f}s", flush=True)
     return item
