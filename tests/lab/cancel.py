@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ class Case:
     leftovers: list[str] = field(default_factory=list)
     problem: str = ""  # the point was never reached, or the harness failed
     log: str = ""
+    scanned: int = 0  # bytes of log and artifacts searched for the Tiltfile's token
 
     @property
     def ok(self) -> bool:
@@ -253,6 +254,28 @@ def leftovers(cluster: str, network: str, run_id: str | None, ports: set[int], m
     return left
 
 
+def scan_for_secrets(secrets: list[str], folder: Path, log: str,
+                     skip: Sequence[Path] = ()) -> tuple[int, list[str]]:
+    """(bytes scanned, where a secret or its base64 was found) in `log` and every file under `folder`
+    but the app's own sources (`skip`: the Tiltfile holds the token, as a user's would)."""
+    import base64
+
+    needles = [n.encode() for s in secrets for n in (s, base64.b64encode(s.encode()).decode())]
+    # `::add-mask::<secret>` is pyci telling the runner what to mask: the runner shows no such line.
+    shown = "\n".join(line for line in log.splitlines() if not line.startswith("::add-mask::")).encode()
+    found, scanned = [], len(shown)
+    if any(n in shown for n in needles):
+        found.append("the log")
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.is_symlink() or any(path.is_relative_to(p) for p in skip):
+            continue
+        data = path.read_bytes()
+        scanned += len(data)
+        if any(n in data for n in needles):
+            found.append(str(path.relative_to(folder)))
+    return scanned, found
+
+
 def processes_mentioning(marks: list[str]) -> list[str]:
     found = []
     me = os.getpid()
@@ -301,7 +324,8 @@ def run_case(point: str, how: str, work: Path, node_image: str = NODE_IMAGE, ima
     network = f"pyci-cm-{tag}"
     out = work / f"{point}-{how}-{tag}"
     out.mkdir(parents=True)
-    app = make_app(out, fail=point == "diagnostics")
+    token = f"tok-{uuid.uuid4().hex}"
+    app = make_app(out, fail=point == "diagnostics", token=token)
     trigger = POINTS[point]
     container = how.startswith("docker-")
     env_extra = {"KIND_EXPERIMENTAL_DOCKER_NETWORK": network}
@@ -347,6 +371,8 @@ def run_case(point: str, how: str, work: Path, node_image: str = NODE_IMAGE, ima
                 time.sleep(0.5)
             case.seconds = time.monotonic() - sent
         case.leftovers = leftovers(cluster, network, run_id, ports, [cluster, str(app)])
+        case.scanned, leaks = scan_for_secrets([token], out, output.text(), skip=[app])
+        case.leftovers += [f"secret in {where}" for where in leaks]
     finally:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
