@@ -437,8 +437,13 @@ def cleanup(
         )
     # tilt's pushes leave <registry>/<image>:tilt-<hash> tags in the daemon: they go with the registry.
     images = client.images.list() if registry_ports else []
-    for tag in sorted(t for image in images for t in image.tags
-                      if any(t.startswith(f"localhost:{port}/") for port in registry_ports)):
+    doomed = {t for image in images for t in image.tags
+              if any(t.startswith(f"localhost:{port}/") for port in registry_ports)}
+    # build-ahead's throwaway tags (pyci-ahead/<run id>:...), on images labelled with the run.
+    if hasattr(client, "images"):
+        doomed |= {t for image in client.images.list(filters=filters) for t in image.tags
+                   if t.startswith("pyci-ahead/")}
+    for tag in sorted(doomed):
         problems += _attempt(functools.partial(client.images.remove, tag), dry_run,
                              f"{verb} image tag {tag}", f"image tag {tag}")
     for name in clusters:

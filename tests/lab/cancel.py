@@ -247,7 +247,8 @@ def leftovers(cluster: str, network: str, run_id: str | None, ports: set[int], m
     if cluster in kind.stdout.split():
         left.append(f"kind cluster {cluster}")
     tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    left += [f"tag {t}" for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)]
+    left += [f"tag {t}" for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)
+             or (run_id and t.startswith(f"pyci-ahead/{run_id}:"))]
     left += [f"process {p}" for p in processes_mentioning(marks)]
     if run_id:
         left += [f"folder {p}" for p in Path(tempfile.gettempdir()).glob(f"pyci-{run_id}-*")]
@@ -306,7 +307,8 @@ def sweep(cluster: str, network: str, run_id: str | None, ports: set[int]) -> No
         docker("volume", "rm", "-f", *vols)
     docker("network", "rm", network)
     tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    doomed = [t for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)]
+    doomed = [t for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)
+              or (run_id and t.startswith(f"pyci-ahead/{run_id}:"))]
     if doomed:
         docker("rmi", "-f", *doomed)
     if run_id:
