@@ -494,3 +494,19 @@ def test_tiltfile_arguments_twice_is_one_clear_error(workspace: Path, capsys: py
     assert cli.main(["run", "--dry-run", "--tilt-args=--a", "--", "--b"]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pyci: error: tilt-args:"), err
+
+
+def test_cleanup_of_one_run_removes_its_temp_folder_only(
+    tools: Path, docker_objects: FakeDockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine, other = tmp_path / "pyci-run-2-abc123", tmp_path / "pyci-run-22-abc123"
+    for folder in (mine, other):
+        (folder / "pr-2").mkdir(parents=True)
+        (folder / "pr-2" / "kubeconfig").write_text("secret")
+    assert cli.main(["cleanup", "--run-id", "run-2"]) == 0
+    assert not mine.exists() and other.exists()
+    assert f"removed temporary folder {mine}" in capsys.readouterr().out

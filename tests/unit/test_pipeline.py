@@ -54,3 +54,58 @@ def test_readiness_waits_on_the_sentinel_for_the_wait_timeout_or_to_explain_a_ti
     pipeline._readiness(state, sentinel, tilt_ok=tilt_ok)  # type: ignore[arg-type]
     assert sentinel.calls == [(expected, {"job/migrate": 600.0}, state.cancel)]
     assert [(s.name, s.ok) for s in state.stages] == [("readiness", True)]
+
+
+# --- cancel during cleanup, infrastructure lost (issue 12) -------------------------------------------
+def test_a_signal_during_cleanup_does_not_interrupt_it_and_the_run_ends_cancelled():
+    import contextlib
+    import os
+    import signal
+
+    state = run_state()
+    stack = contextlib.ExitStack()
+    done = []
+    stack.callback(done.append, "second")  # runs last: the signal came before it, cleanup went on
+    stack.callback(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    pipeline._cleanup(state, stack)
+    assert done == ["second"]
+    assert state.late_signal == "SIGTERM"
+    assert state.stages[-1].name == "cleanup" and state.stages[-1].ok
+
+
+class FakeContainer:
+    def __init__(self, status: str, code: int = 0) -> None:
+        self.status, self.attrs = status, {"State": {"ExitCode": code}}
+
+
+class FakeContainers:
+    def __init__(self, found: dict[str, FakeContainer]) -> None:
+        self.found = found
+
+    def get(self, name: str) -> FakeContainer:
+        import docker.errors
+
+        if name not in self.found:
+            raise docker.errors.NotFound(name)
+        return self.found[name]
+
+
+class FakeClient:
+    def __init__(self, **found: FakeContainer) -> None:
+        self.containers = FakeContainers({k.replace("_", "-"): v for k, v in found.items()})
+
+
+def test_a_registry_or_node_that_died_is_named_in_one_line():
+    from pyci.registry import RegistryInfo
+    from pyci.results import InfrastructureError
+
+    reg = RegistryInfo(mode="local", container_name="r-registry")
+    pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running"),
+                                                      n_control_plane=FakeContainer("running")),
+                                           reg, ("n-control-plane",))
+    with pytest.raises(InfrastructureError, match=r"the local registry r-registry stopped during the run "
+                                                  r"\(status exited, exit code 137\)"):
+        pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("exited", 137)), reg, ())
+    with pytest.raises(InfrastructureError, match="kind node n-control-plane was removed during the run"):
+        pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running")), reg,
+                                               ("n-control-plane",))
