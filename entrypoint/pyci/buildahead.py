@@ -9,6 +9,13 @@ A COPY's cache key is the content of what it copies (names, modes, owners, bytes
 the files reached the daemon, so a tar filtered the same way and owned by 0:0 matches. A mismatch costs
 a cache miss, never a wrong image: tilt builds for itself either way.
 
+One shape cannot match: a COPY of the context's root (`COPY . /app`). BuildKit hashes the root
+directory of a session's context with a fixed empty header, and of an unpacked tar from its real
+stat (cache/contenthash: HandleChange fakes the root, scanPath stats it), so that step and the steps
+after it in its stage miss. Everything before it hits: the base image, `COPY requirements.txt .` and
+the `RUN pip install` after it, which is where a well-ordered Dockerfile spends its time. Matching it
+would take a BuildKit session (filesync over /session), which the Engine API needs a gRPC server for.
+
 Nothing here fails the run: a build that fails is one line, and tilt ci reports the real error.
 """
 
@@ -42,7 +49,7 @@ KIND_LOAD_TIMEOUT = 600.0
 # The Dockerfile, when the context has no file with its exact contents (tilt sends it on the side).
 SIDE_DOCKERFILE = ".pyci-ahead.Dockerfile"
 # `api │ [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it.
-_TILT_STEP = re.compile(r"│ \[(?:[\w.-]+ )?\d+/\d+\] (?P<op>\S+).*?(?P<cached> \[cached\])?\s*$")
+_TILT_STEP = re.compile(r"│\s+\[(?:[\w.-]+ )?\d+/\d+\] (?P<op>\S+).*?(?P<cached> \[cached\])?\s*$")
 
 
 # --- what to build -------------------------------------------------------------------------------
@@ -377,7 +384,7 @@ def cache_hits(tilt_log: str) -> CacheHits:
     cached, steps, lines = 0, 0, []
     for line in tilt_log.splitlines():
         m = _TILT_STEP.search(line)
-        if not m or m["op"].upper() == "FROM":
+        if not m or m["op"].upper() == "FROM" or "[done: " in line:  # a step's second line: its end
             continue
         steps += 1
         if m["cached"]:
@@ -466,6 +473,7 @@ class BuildAhead:
         self.third_party = list(third_party)
         self.profile = Profile(skipped=list(skipped))
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.repository = f"{AHEAD_REPOSITORY}/{run_id}"
         self._closed = threading.Event()
         self._responses: list[Any] = []
         self._lock = threading.Lock()

@@ -267,8 +267,9 @@ def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildA
     ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped)
     stack.callback(ahead.close)  # its throwaway tags go at cleanup, after tilt's own builds used them
     ahead.start()
-    state.platform.info(f"build ahead: {len(found)} images, {len(third_party)} third-party images, "
-                        f"while the cluster boots (up to {ahead.workers} builds at once)")
+    state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
+                        f"{len(third_party)} third-party images, while the cluster boots "
+                        f"(up to {ahead.workers} builds at once)")
     return ahead
 
 

@@ -1,0 +1,158 @@
+"""pyci.buildahead against the lab daemon, proven by the real tilt (v0.37.6) building afterwards.
+
+The app is written per test with a fresh nonce in its files, so no earlier build has these layers:
+whatever tilt finds cached, build-ahead put there. Its shapes are those whose cache keys depend on the
+context being filtered exactly as tilt filters it: named files with their modes and a directory, a
+.dockerignore, `ignore=`, `only=`, a multi-stage build with `target` and a build arg, an image built
+FROM another target of the same Tiltfile, a RUN after the COPYs, and a COPY of the context's root
+(which BuildKit cannot match across a tar and a session: see pyci.buildahead). A fourth image is left
+out of build-ahead: its steps must not be cached, which shows the check can fail.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pyci import buildahead, tilt, tiltfile
+from pyci.settings import Settings
+from tests.integration.test_readiness import delete_namespace, new_namespace
+
+pytestmark = pytest.mark.integration
+
+TILTFILE = """\
+allow_k8s_contexts('pyci-lab')
+docker_build('ahead-base', 'base', build_args={'BASE_IMAGE': 'pyci-lab/base:latest'})
+docker_build('ahead-app', 'app', ignore=['scratch'])
+docker_build('ahead-multi', 'multi', target='final', only=['src', 'Dockerfile'],
+             build_args={'GREETING': 'hi'})
+docker_build('ahead-control', 'control', build_args={'BASE_IMAGE': 'pyci-lab/base:latest'})
+k8s_yaml(['deploy.yaml'])
+"""
+DEPLOYMENTS = ("app", "multi", "control")
+
+
+def write_app(root: Path, nonce: str) -> Path:
+    files = {
+        "Tiltfile": TILTFILE,
+        "base/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY base.txt /base.txt\n",
+        "base/base.txt": f"base {nonce}\n",
+        # FROM another target: tilt points it at its own build, pyci at the one built ahead.
+        "app/Dockerfile": ("FROM ahead-base\nCOPY main.py run.sh /app/\nCOPY pkg /app/pkg\n"
+                           "RUN ls -lR /app > /listing\nCOPY . /src\n"),
+        "app/.dockerignore": "*.log\n",
+        "app/main.py": f"print('app {nonce}')\n",
+        "app/run.sh": "#!/bin/sh\nexec python3 /app/main.py\n",
+        "app/debug.log": "left out by .dockerignore\n",
+        "app/scratch/tmp.txt": "left out by ignore=\n",
+        "app/pkg/util.py": f"X = '{nonce}'\n",
+        "multi/Dockerfile": ("FROM pyci-lab/base:latest AS build\nARG GREETING\nCOPY src /src\n"
+                             "RUN echo $GREETING > /src/greeting\n"
+                             "FROM pyci-lab/base:latest AS final\nCOPY --from=build /src /src\n"
+                             "FROM final AS unused\nRUN false\n"),
+        "multi/src/a.py": f"A = '{nonce}'\n",
+        "multi/README.md": "left out by only=\n",
+        "control/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY c.txt /c.txt\n",
+        "control/c.txt": f"control {nonce}\n",
+        "deploy.yaml": "\n---\n".join(
+            yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                                     "template": {"metadata": {"labels": {"app": name}},
+                                                  "spec": {"containers": [{"name": name,
+                                                                           "image": f"ahead-{name}"}]}}}})
+            for name in DEPLOYMENTS),
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "app" / "run.sh").chmod(0o755)  # a mode is part of a COPY's cache key
+    return root
+
+
+@pytest.fixture
+def app(api, registry_hosting, lab_registry, control_plane, tmp_path) -> Iterator[dict]:
+    registry_hosting.apply(lab_registry.host)
+    folder = write_app(tmp_path / "ahead", secrets.token_hex(8))
+    namespace = new_namespace(api, "pyci-ahead")
+    config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    for ctx in config["contexts"]:
+        ctx["context"]["namespace"] = namespace
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig.chmod(0o600)
+    yield {"dir": folder, "kubeconfig": kubeconfig, "artifacts": tmp_path / "art"}
+    delete_namespace(api, namespace)
+
+
+def ahead_tags(docker_client, run_id: str) -> list[str]:
+    return [t for i in docker_client.images.list() for t in i.tags
+            if t.startswith(f"{buildahead.AHEAD_REPOSITORY}/{run_id}:")]
+
+
+def test_tilt_finds_every_step_built_ahead_cached(app, docker_client) -> None:
+    evaluation = tiltfile.evaluate(app["dir"] / "Tiltfile")
+    planned = buildahead.plan(evaluation)
+    assert planned is not None, evaluation
+    found, skipped, _ = planned
+    assert skipped == [] and {t.ref for t in found} == {"ahead-base", "ahead-app", "ahead-multi",
+                                                        "ahead-control"}
+    run_id = f"it-{secrets.token_hex(3)}"
+    lines: list[str] = []
+    ahead = buildahead.BuildAhead(docker_client, [t for t in found if t.ref != "ahead-control"], run_id,
+                                  lines.append)
+    try:
+        ahead.start()
+        ahead.wait(300, threading.Event())
+        assert [b.error for b in ahead.profile.built] == [None, None, None], lines
+        assert len(ahead_tags(docker_client, run_id)) == 3
+
+        settings = Settings(tiltfile=app["dir"] / "Tiltfile", timeout=180, progress_interval=5)
+        out = tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append)
+        assert out.exit_code == 0, "\n".join(lines[-60:])
+        log = out.log_path.read_text()
+    finally:
+        ahead.close()
+    assert ahead_tags(docker_client, run_id) == []  # the throwaway tags go, tilt's images stay its own
+
+    steps = [line.strip() for line in log.splitlines() if buildahead._TILT_STEP.search(line)
+             and " FROM " not in line and "[done: " not in line]
+    print("\n".join(steps))
+    control = [s for s in steps if s.startswith("control")]
+    # BuildKit hashes a session context's root with a fixed header and an unpacked tar's from its stat:
+    # a COPY of the root misses (see pyci.buildahead); this shows it if that ever changes.
+    root_copy = [s for s in steps if "COPY . /src" in s]
+    built_ahead = [s for s in steps if s not in control and s not in root_copy]
+    # Every other step of the images built ahead came from the cache: named files and directories with
+    # a mode, ignore=, only=, .dockerignore, a multi-stage target with a build arg, the RUN after them.
+    assert len(built_ahead) >= 6 and all(s.endswith("[cached]") for s in built_ahead), "\n".join(steps)
+    assert any("RUN ls -lR" in s for s in built_ahead) and any("COPY --from=build" in s for s in built_ahead)
+    assert root_copy and not root_copy[0].endswith("[cached]"), root_copy
+    # The control image, not built ahead, was really built: the check above can fail.
+    assert control and not any(s.endswith("[cached]") for s in control), "\n".join(control)
+    hits = buildahead.cache_hits(log)
+    assert (hits.cached, hits.steps) == (len(built_ahead), len(steps))
+
+
+def test_a_failing_build_ahead_is_one_line_and_leaves_no_tag(docker_client, tmp_path) -> None:
+    context = tmp_path / "bad"
+    context.mkdir()
+    run_id = f"it-{secrets.token_hex(3)}"
+    lines: list[str] = []
+    broken = buildahead.Target("broken", str(context), "FROM pyci-lab/base:latest\nCOPY missing.txt /\n")
+    ahead = buildahead.BuildAhead(docker_client, [broken], run_id, lines.append,
+                                  third_party=["pyci-lab/no-such-image:1"])
+    ahead.start()
+    ahead.wait(120, threading.Event())
+    ahead.wait_loaded(1, threading.Event())
+    ahead.close()
+    assert ahead.profile.built[0].error and "missing.txt" in ahead.profile.built[0].error, lines
+    assert [line for line in lines if line.startswith("build ahead: broken")] == [
+        f"build ahead: broken not built ahead ({ahead.profile.built[0].error}); tilt ci builds it"]
+    assert ahead.profile.third_party_missing == ["pyci-lab/no-such-image:1"]  # offline: no pull
+    assert ahead_tags(docker_client, run_id) == []
