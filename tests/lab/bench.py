@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-reps", type=int, default=None,
                     help="repetitions of examples/broken, the time to a failing verdict (default: --reps)")
     ap.add_argument("--methods", default="", help="only these methods, comma-separated (kind mode)")
+    ap.add_argument("--skip", default="",
+                    help="app:method pairs not to run, comma-separated, e.g. hello:pyci-no-build-ahead")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="seconds: start no repetition that would end past it (kind mode; 0: no limit)")
     ap.add_argument("--keep-logs", type=Path, default=None, help="copy every run's log here (kind mode)")
     args = ap.parse_args(argv)
     if args.mode == "overhead":
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown apps {unknown}; known: {sorted(bench_kind.APPS)}")
     fail_reps = args.reps if args.fail_reps is None else args.fail_reps
     only = [m for m in args.methods.split(",") if m] or None
-    return bench_kind.main(args.reps, apps, fail_reps, only, args.keep_logs)
+    skip = frozenset((a, m) for a, _, m in (pair.partition(":") for pair in args.skip.split(",")) if m)
+    return bench_kind.main(args.reps, apps, fail_reps, only, args.keep_logs, args.budget, skip)
 
 
 if __name__ == "__main__":

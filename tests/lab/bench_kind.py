@@ -45,6 +45,7 @@ import functools
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,10 @@ def env() -> dict[str, str]:
            if not k.startswith(("GITHUB_", "CIRCLE", "INPUT_", "PYCI_"))
            and k not in {"CI", "GITHUB_ACTIONS", "CIRCLECI", "KUBECONFIG"}}
     out["PATH"] = f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The pyci under test is the one beside this file (a snapshot of a commit, say), not whichever
+    # checkout `pip install -e` points at: the working tree may change under a long run.
+    paths = [str(REPO / "entrypoint"), os.environ.get("PYTHONPATH", "")]
+    out["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     out["TILT_DISABLE_ANALYTICS"] = "1"
     return out
 
@@ -139,13 +144,24 @@ class Runner:
         with log.open("a") as out:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
-            done = subprocess.run(cmd, cwd=cwd, input=stdin, text=True, stdout=out, stderr=subprocess.STDOUT,
-                                  env={**self.env, **(extra_env or {})}, timeout=PROCESS_TIMEOUT, check=False)
-            out.write(f"[exit {done.returncode}]\n")
-        if check and done.returncode != 0:
+            proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE if stdin is not None else None,
+                                    text=True, stdout=out, stderr=subprocess.STDOUT,
+                                    env={**self.env, **(extra_env or {})})
+            try:
+                proc.communicate(stdin, timeout=PROCESS_TIMEOUT)
+            except BaseException:  # a timeout or an interrupt: let it clean up (pyci does on SIGTERM)
+                proc.terminate()
+                try:
+                    proc.wait(180)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                raise
+            out.write(f"[exit {proc.returncode}]\n")
+        if check and proc.returncode != 0:
             what = " ".join(cmd[:2])
-            raise RuntimeError(f"{what} exited {done.returncode} (log {log})")
-        return done.returncode
+            raise RuntimeError(f"{what} exited {proc.returncode} (log {log})")
+        return proc.returncode
 
     @staticmethod
     def timed(phases: dict[str, float], name: str, fn: Callable[[], object]) -> object:
@@ -310,6 +326,10 @@ def stage_seconds(junit: Path) -> dict[str, float]:
             for c in root.iterfind(".//testcase[@classname='pyci.setup']")}
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def check_lab() -> None:
     missing = [str(LAB_BIN / t) for t in ("kind", "tilt", "kubectl") if not (LAB_BIN / t).is_file()]
     done = subprocess.run(["docker", "image", "inspect", NODE_IMAGE, REGISTRY_IMAGE, BASE_IMAGE],
@@ -328,23 +348,40 @@ def line(s: Sample) -> str:
             f"tilt steps cached {s.cached}/{s.steps}]  {phases}")
 
 
-def main(reps: int, apps: list[str], fail_reps: int, only: list[str] | None, keep_logs: Path | None) -> int:
+def main(reps: int, apps: list[str], fail_reps: int, only: list[str] | None, keep_logs: Path | None,
+         budget: float = 0.0, skip: frozenset[tuple[str, str]] = frozenset()) -> int:
+    """budget: seconds; when > 0, no repetition starts that the last one's duration says would end past it."""
     check_lab()
+    # Started in the background, SIGINT is ignored: SIGINT and SIGTERM both stop the bench cleanly
+    # (the run in progress is ended, then what the bench made is swept).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     chosen = [m for m in methods() if not only or m in only]
     work = Path(tempfile.mkdtemp(prefix="pyci-bench-kind-"))
     runner = Runner(work)
     samples: list[Sample] = []
     print(f"bench on real kind: methods {', '.join(chosen)}; apps {', '.join(apps)} x {reps}, "
-          f"broken x {fail_reps}; node {NODE_IMAGE}; logs in {work}", flush=True)
+          f"broken x {fail_reps}; skipped {sorted(f'{a}:{m}' for a, m in skip) or 'none'}; "
+          f"node {NODE_IMAGE}; logs in {work}", flush=True)
+    print(f"pyci under test: {REPO / 'entrypoint' / 'pyci'}; load now {os.getloadavg()[0]:.1f}")
     print("ctlptl: not benchmarked (github.com/tilt-dev/ctlptl: 403 Forbidden from the Go module proxy)")
     started = time.monotonic()
     try:
+        last = 0.0
         for rep in range(max(reps, fail_reps)):
+            rep_started = time.monotonic()
+            if budget and rep and rep_started - started + last > budget:
+                print(f"bench: stopping after {rep} repetitions: another would end past the "
+                      f"{budget:.0f} s budget (the last took {last:.0f} s)", flush=True)
+                break
             todo = [a for a in apps if rep < reps] + (["broken"] if rep < fail_reps else [])
             for app in todo:
                 for method in benchstats.rotation(chosen, rep):
+                    if (app, method) in skip:
+                        continue
                     samples.append(runner.sample(APPS[app], method, rep))
                     print(line(samples[-1]), flush=True)
+            last = time.monotonic() - rep_started
     except KeyboardInterrupt:
         print("bench: interrupted; sweeping what it made", flush=True)
     finally:

@@ -117,11 +117,17 @@ def rotation(methods: Sequence[str], rep: int) -> list[str]:
     return [*methods[k:], *methods[:k]]
 
 
-# `api │ [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it.
-TILT_STEP = re.compile(r"│ \[(?:[\w.-]+ )?\d+/\d+\] (?P<op>\S+).*?(?P<cached> \[cached\])?\s*$", re.M)
+# `api │      [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it
+# (padded; printed again when it ends, `... [done: 493ms]`).
+TILT_STEP = re.compile(
+    r"^\s*(?P<res>\S+) │\s+\[(?P<step>(?:[\w.-]+ )?\d+/\d+)\] (?P<op>\S+)(?P<rest>.*?)\s*$", re.M)
 
 
 def tilt_cache_hits(log: str) -> tuple[int, int]:
-    """(steps tilt's build log shows as [cached], steps it shows), FROM lines left out."""
-    steps = [m for m in TILT_STEP.finditer(log) if m["op"] != "FROM"]
-    return sum(1 for m in steps if m["cached"]), len(steps)
+    """(Dockerfile steps tilt's build log shows as [cached], steps it shows): each step once, no FROM."""
+    cached: dict[tuple[str, str], bool] = {}
+    for m in TILT_STEP.finditer(log):
+        if m["op"] != "FROM":
+            key = (m["res"], m["step"])
+            cached[key] = cached.get(key, False) or m["rest"].endswith("[cached]")
+    return sum(cached.values()), len(cached)

@@ -51,10 +51,12 @@ def test_load_line_names_load_and_other_clusters() -> None:
 
 
 def test_cache_hits_are_read_from_tilts_build_log() -> None:
-    log = ("api │ [1/2] FROM docker.io/pyci-lab/base:latest\n"
-           "api │ [2/2] COPY server.py /app/server.py [cached]\n"
-           "web │ [build 2/4] WORKDIR /src [cached]\n"
-           "web │ [build 3/4] COPY . .\n"
-           "web │ [build 4/4] RUN python3 build.py /out\n"
+    log = ("          api │      [1/2] FROM docker.io/pyci-lab/base:latest\n"
+           "          api │      [2/2] COPY server.py /app/server.py [cached]\n"
+           "          web │      [build 2/4] WORKDIR /src [cached]\n"
+           "          web │      [build 3/4] COPY build.py .\n"
+           "          web │      [build 3/4] COPY build.py . [done: 493ms]\n"
+           "          web │      [build 4/4] RUN python3 build.py /out\n"
+           "          web │      [stage-1 2/2] COPY --from=build /out /app\n"
            "pyci: something else [cached]\n")
-    assert benchstats.tilt_cache_hits(log) == (2, 4)
+    assert benchstats.tilt_cache_hits(log) == (2, 5)
