@@ -55,6 +55,7 @@ HOST_STEP = """\
         run: |
           echo "{id}-result=${{{{ steps.{id}.outputs.result }}}} junit=${{{{ steps.{id}.outputs.junit }}}}"
           echo "{id}-registry=${{{{ steps.{id}.outputs.registry }}}}"
+          echo "{id}-duration=${{{{ steps.{id}.outputs.duration }}}}"
 """
 
 # A Tiltfile that only the runner's own toolchains can run (the docker action's image has no go, node
@@ -117,7 +118,11 @@ def act(repo: Path, env: dict[str, str], *steps: tuple[str, dict[str, str]],
         environ["PATH"] = f"{path_first}{os.pathsep}{environ['PATH']}"
     command = [str(lab_tool("act")), "push", "-W", str(wf), "-P", "ubuntu-latest=-self-hosted",
                "--pull=false", "--action-cache-path", str(repo.parent / "act")]
-    return subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900, env=environ)
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900, env=environ)
+    # act's per-step times (`✅  Success - Main pyci run [41.2s]`) and pyci's own, for the -s report.
+    print("\n".join(line for line in (done.stdout + done.stderr).splitlines()
+                    if re.search(r"(Success|Failure) - |-duration=", line)))
+    return done
 
 
 def job_env(tmp_path: Path, server: downloads.Server, pinned: dict[str, str]) -> dict[str, str]:
