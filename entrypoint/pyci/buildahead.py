@@ -518,7 +518,9 @@ class BuildAhead:
             self._loader.join(0.1)
 
     def close(self) -> None:
-        """Stop reading builds still streaming (the daemon cancels them) and remove the tags."""
+        """Stop reading builds still streaming (the daemon cancels them) and remove the tags; once."""
+        if self._closed.is_set():
+            return
         self._closed.set()
         with self._lock:
             for response in self._responses:

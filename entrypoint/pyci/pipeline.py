@@ -120,12 +120,16 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
+    # The stages' imports (docker, kubernetes: about half a second) while tilt reads the Tiltfile.
+    importing = threading.Thread(target=_import_stages, name="imports", daemon=True)
+    importing.start()
+    _preflight(state)
+    importing.join()
     from pyci import cluster as clusters
     from pyci import components, network, ownership, reaper, registry, topology
     from pyci.cluster.kind import KindProvider
 
     s = state.settings
-    _preflight(state)
     with state.stage("docker"):
         client = _docker_client()
         stack.callback(client.close)
@@ -157,8 +161,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
-        stack.enter_context(reg_stack)
-        stack.enter_context(cluster_stack)
+        stack.callback(_close_together, reg_stack, cluster_stack)  # undone side by side, as made
+        if ahead is not None:  # its throwaway tags go beside kind delete, after tilt's builds used them
+            reg_stack.callback(ahead.close)
         reg_info, cluster_info = _concurrently(
             state,
             lambda: registry.provision(s, client, where, reg_stack, cancel=state.cancel),
@@ -172,8 +177,9 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     reg_info = registry.join_cluster_network(client, reg_info, cluster_info)
     state.registry = reg_info.prefix or reg_info.host or ""
     if reg_info.mode == "local" and reg_info.host:
-        # tilt leaves `<registry>/<image>:tilt-<hash>` tags in the daemon; they die with the registry.
-        stack.callback(_remove_tags, client, f"{reg_info.host}/")
+        # tilt leaves `<registry>/<image>:tilt-<hash>` tags in the daemon; they die with the registry
+        # (beside kind delete, before the registry container goes).
+        reg_stack.callback(_remove_tags, client, f"{reg_info.host}/")
     _check_cancel(state)
 
     testhook.pause("connect")
@@ -265,7 +271,7 @@ def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildA
     if not found and not third_party:
         return None
     ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped)
-    stack.callback(ahead.close)  # its throwaway tags go at cleanup, after tilt's own builds used them
+    stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
     ahead.start()
     state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
                         f"{len(third_party)} third-party images, while the cluster boots "
@@ -413,6 +419,25 @@ def _raise_if_infrastructure_lost(client: Any, reg_info: Any, kind_nodes: tuple[
             code = (container.attrs.get("State") or {}).get("ExitCode")
             raise InfrastructureError(f"{what} {name} stopped during the run "
                                       f"(status {container.status}, exit code {code})")
+
+
+def _import_stages() -> None:
+    with contextlib.suppress(Exception):  # a broken import fails where the stage imports it, as before
+        import docker  # noqa: F401
+        import kubernetes.client  # noqa: F401
+        import kubernetes.config  # noqa: F401
+
+        from pyci import components, network, readiness, registry, tilt, topology  # noqa: F401
+
+
+def _close_together(*stacks: contextlib.ExitStack) -> None:
+    """Close independent stacks at once (kind delete and the registry's removal take a second or two
+    each); every one is closed, then the first error is raised."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(stacks), thread_name_prefix="undo") as pool:
+        futures = [pool.submit(st.close) for st in stacks]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
 
 
 def _check_cancel(state: Run) -> None:
