@@ -116,7 +116,9 @@ HOST_INSTALL_TOOLS = r"""set -euo pipefail
 pyci install-tools --dest "${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci" --github-path
 """
 
-HOST_RUN = "pyci run"
+# exec: pyci is the step's process, so the runner's SIGINT/SIGTERM on cancel reaches pyci itself, which
+# cleans up (exit 130).
+HOST_RUN = "exec pyci run"
 
 
 def block(script: str, indent: str) -> list[str]:
@@ -236,7 +238,7 @@ def test_host_action_has_the_docker_actions_inputs_and_outputs() -> None:
 def test_host_action_hands_every_input_to_pyci_under_a_name_pyci_reads() -> None:
     steps = load(HOST_ACTION)["runs"]["steps"]
     run = next(step for step in steps if step.get("id") == "pyci")
-    assert run["run"] == "pyci run"
+    assert run["run"] == "exec pyci run"
     assert run["env"] == {env_name(spec): f"${{{{ inputs.{spec.name} }}}}" for spec in INPUTS}
     assert all(env_name(spec) in spec.env_names for spec in INPUTS)
     for step in steps:  # an input pasted into a script would be parsed as shell
