@@ -214,6 +214,7 @@ def plan(settings: Settings, platform: platforms.Platform) -> list[str]:
         f"  tiltfile      {settings.tiltfile_path}",
         *_plan_cluster(settings),
         *_plan_registry(settings),
+        "  build ahead   " + _plan_build_ahead(settings),
         f"  tilt          tilt ci --timeout {max(1, round(settings.timeout))}s"
         + (f" -- {' '.join(settings.tilt_args)}" if settings.tilt_args else ""),
         *_plan_readiness(settings),
@@ -281,6 +282,15 @@ def _registry_name(cluster_name: str) -> str:
     except Exception:  # noqa: BLE001 - the plan must print even when a stage module cannot import
         return f"{cluster_name}-registry"
     return registry_name(cluster_name)
+
+
+def _plan_build_ahead(settings: Settings) -> str:
+    if not settings.build_ahead:
+        return "off (build-ahead: false)"
+    if settings.cluster != "kind":
+        return "not used: no cluster boot to overlap (cluster: existing)"
+    return ("the Tiltfile's images while the cluster boots; third-party images loaded into the nodes "
+            "(throwaway tags pyci-ahead/<run id>, removed)")
 
 
 def _plan_readiness(settings: Settings) -> list[str]:

@@ -130,6 +130,7 @@ def test_boolean_flags_need_no_value(workspace: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "keep everything (keep-cluster)" in out
     assert "readiness     skipped (wait: false)" in out
+    assert "build ahead   the Tiltfile's images while the cluster boots" in out
 
 
 # --- run --dry-run ---
@@ -510,3 +511,8 @@ def test_cleanup_of_one_run_removes_its_temp_folder_only(
     assert cli.main(["cleanup", "--run-id", "run-2"]) == 0
     assert not mine.exists() and other.exists()
     assert f"removed temporary folder {mine}" in capsys.readouterr().out
+
+
+def test_dry_run_says_when_build_ahead_is_off(workspace: Path, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["run", "--dry-run", "--build-ahead", "false"]) == 0
+    assert "build ahead   off (build-ahead: false)" in capsys.readouterr().out
