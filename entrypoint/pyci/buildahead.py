@@ -415,6 +415,7 @@ class Profile:
     loaded: list[str] = field(default_factory=list)
     load_seconds: float = 0.0
     load_error: str | None = None
+    load_early: bool = False  # the load began while kind was still booting
     started: float = 0.0
     ended: float = 0.0  # when the last build finished
     boot_started: float = 0.0
@@ -452,7 +453,8 @@ class Profile:
         if self.skipped:
             parts.append(f"not built ahead: {', '.join(self.skipped)}")
         if self.loaded:
-            parts.append(f"{len(self.loaded)} third-party images loaded into the nodes in "
+            when = " during the boot" if self.load_early else ""
+            parts.append(f"{len(self.loaded)} third-party images loaded into the nodes{when} in "
                          f"{self.load_seconds:.1f}s")
         if self.third_party_missing:
             parts.append(f"not in the daemon: {', '.join(self.third_party_missing)}")
@@ -480,6 +482,7 @@ class BuildAhead:
         self._thread: threading.Thread | None = None
         self._prefetcher: threading.Thread | None = None
         self._loader: threading.Thread | None = None
+        self._booted = threading.Event()
 
     # The run's side of it: start, note the boot, load, wait, close.
     def start(self) -> None:
@@ -492,6 +495,7 @@ class BuildAhead:
 
     def booted(self, started: float, ended: float) -> None:
         self.profile.boot_started, self.profile.boot_ended = started, ended
+        self._booted.set()
 
     def wait(self, timeout: float, cancel: threading.Event) -> None:
         """Until every build ended (tilt would only build the same again) or the timeout."""
@@ -505,7 +509,7 @@ class BuildAhead:
 
     def load_into_kind(self, cluster: str, kind_bin: str = "kind") -> None:
         """Start `kind load docker-image` of the third-party images the daemon has (after the
-        prefetch, which runs with the builds)."""
+        prefetch, which runs with the builds), as soon as the nodes can take it: while kind boots."""
         self._loader = threading.Thread(target=self._load, args=(cluster, kind_bin), name="kind-load",
                                         daemon=True)
         self._loader.start()
@@ -522,6 +526,7 @@ class BuildAhead:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._booted.set()  # a loader waiting for the boot (which may never come) stops waiting
         with self._lock:
             for response in self._responses:
                 with contextlib.suppress(Exception):
@@ -628,21 +633,41 @@ class BuildAhead:
         if not images or self._closed.is_set():
             return
         t0 = time.monotonic()
+        early = self.profile.load_early = self._wait_for_nodes(cluster)
+        error = self._kind_load(cluster, kind_bin, images)
+        if error and early:  # raced kind's own work on the node: once more, now that it is up
+            self._booted.wait(KIND_LOAD_TIMEOUT)
+            error = self._kind_load(cluster, kind_bin, images) if not self._closed.is_set() else error
+        self.profile.load_error = error
+        self.profile.loaded = [] if error else images
+        self.profile.load_seconds = time.monotonic() - t0
+        if error:
+            self.log(f"build ahead: kind load of {', '.join(images)} failed: {error}")
+        else:
+            when = "during the cluster boot" if early else "after the cluster boot"
+            self.log(f"build ahead: loaded {', '.join(images)} into the nodes {when} "
+                     f"in {self.profile.load_seconds:.1f}s")
+
+    def _wait_for_nodes(self, cluster: str) -> bool:
+        """Until every node of the cluster has begun `kubeadm init` or `join` (its certificates exist):
+        kind restarts containerd before that (config patches), never after. True when that came
+        before the cluster was up, False when the boot ended first."""
+        while not self._booted.is_set() and not self._closed.is_set():
+            with contextlib.suppress(Exception):  # a node being created or restarted: ask again
+                nodes = self.client.containers.list(filters={"label": f"io.x-k8s.kind.cluster={cluster}"})
+                if nodes and all(n.status == "running" and n.exec_run(
+                        ["test", "-e", "/etc/kubernetes/pki/ca.crt"]).exit_code == 0 for n in nodes):
+                    return True
+            self._booted.wait(1.0)
+        return False
+
+    def _kind_load(self, cluster: str, kind_bin: str, images: Sequence[str]) -> str | None:
         try:
             done = subprocess.run([kind_bin, "load", "docker-image", "--name", cluster, *images],
                                   capture_output=True, text=True, timeout=KIND_LOAD_TIMEOUT, check=False)
-            if done.returncode != 0:
-                self.profile.load_error = _one_line(done.stderr or done.stdout)
-            else:
-                self.profile.loaded = images
         except (OSError, subprocess.TimeoutExpired) as e:
-            self.profile.load_error = _one_line(str(e))
-        self.profile.load_seconds = time.monotonic() - t0
-        if self.profile.load_error:
-            self.log(f"build ahead: kind load of {', '.join(images)} failed: {self.profile.load_error}")
-        else:
-            self.log(f"build ahead: loaded {', '.join(images)} into the nodes in "
-                     f"{self.profile.load_seconds:.1f}s")
+            return _one_line(str(e))
+        return _one_line(done.stderr or done.stdout) if done.returncode != 0 else None
 
 
 def stream_error(messages: Iterable[Mapping[str, Any]]) -> str | None:

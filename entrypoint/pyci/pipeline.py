@@ -172,7 +172,6 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     state.cluster_name = cluster_info.name
     if ahead is not None:
         ahead.booted(time.monotonic() - state.stages[-1].seconds, time.monotonic())
-        ahead.load_into_kind(cluster_info.name)  # third-party images, while connect runs
     # Before anything reads the registry's port: joining the cluster's network can change it.
     reg_info = registry.join_cluster_network(client, reg_info, cluster_info)
     state.registry = reg_info.prefix or reg_info.host or ""
@@ -273,6 +272,8 @@ def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildA
     ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped)
     stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
     ahead.start()
+    if third_party:  # into the nodes as soon as they can take them, while kind still boots
+        ahead.load_into_kind(s.cluster_name)
     state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
                         f"{len(third_party)} third-party images, while the cluster boots "
                         f"(up to {ahead.workers} builds at once)")
@@ -389,8 +390,13 @@ def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         except Cancelled:
             state.cancel.set()
+            t0 = time.monotonic()
             processes.terminate_children(grace=5.0)
-            concurrent.futures.wait(futures, timeout=20)
+            _, pending = concurrent.futures.wait(futures, timeout=3)
+            if pending:  # say what it waits on: a docker call on a busy daemon, most likely
+                log.info("cancelled: waiting for %s", "; ".join(_where_threads("stage")))
+                concurrent.futures.wait(futures, timeout=17)
+            log.info("cancelled: registry and cluster stages stopped in %.1fs", time.monotonic() - t0)
             raise
         errors = [f.exception() for f in futures if f.done() and f.exception()]
         if errors:
@@ -399,6 +405,24 @@ def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
             concurrent.futures.wait(futures, timeout=20)
             raise errors[0]  # type: ignore[misc]
         return [f.result() for f in futures]
+
+
+def _where_threads(prefix: str) -> list[str]:
+    """`thread at file:line (function)`: the innermost pyci frame of each live thread named prefix*."""
+    import sys
+    import traceback
+
+    frames = sys._current_frames()
+    found = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if not thread.name.startswith(prefix) or frame is None:
+            continue
+        stack = traceback.extract_stack(frame)
+        ours = [f for f in stack if "/pyci/" in f.filename] or stack
+        found.append(f"{thread.name} at {Path(ours[-1].filename).name}:{ours[-1].lineno} ({ours[-1].name}), "
+                     f"in {Path(stack[-1].filename).name}:{stack[-1].lineno}")
+    return found
 
 
 def _raise_if_infrastructure_lost(client: Any, reg_info: Any, kind_nodes: tuple[str, ...]) -> None:
