@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,23 @@ def test_a_failing_build_ahead_is_one_line_and_leaves_no_tag(docker_client, tmp_
         f"build ahead: broken not built ahead ({ahead.profile.built[0].error}); tilt ci builds it"]
     assert ahead.profile.third_party_missing == ["pyci-lab/no-such-image:1"]  # offline: no pull
     assert ahead_tags(docker_client, run_id) == []
+
+
+def test_third_party_images_wait_for_the_nodes_to_begin_kubeadm(docker_client, lab_images) -> None:
+    """The loader's gate, on a stand-in node (a container with kind's label; no kind needed): it opens
+    when every node has kubeadm's certificates, or when the boot ended first."""
+    cluster = f"ahead-gate-{secrets.token_hex(3)}"
+    node = docker_client.containers.run(
+        lab_images.base,
+        ["sh", "-c", "sleep 2; mkdir -p /etc/kubernetes/pki; touch /etc/kubernetes/pki/ca.crt; sleep 60"],
+        name=f"{cluster}-control-plane", detach=True, labels={"io.x-k8s.kind.cluster": cluster})
+    try:
+        ahead = buildahead.BuildAhead(docker_client, [], "gate", print)
+        t0 = time.monotonic()
+        assert ahead._wait_for_nodes(cluster) is True
+        assert 1.5 < time.monotonic() - t0 < 20
+        late = buildahead.BuildAhead(docker_client, [], "gate", print)
+        late.booted(0.0, 0.0)  # the boot ended before any node was ready: load after it, no wait
+        assert late._wait_for_nodes(f"{cluster}-none") is False
+    finally:
+        node.remove(force=True)
