@@ -383,21 +383,17 @@ def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
 
 
 def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
-    """Run independent stages side by side; the first failure wins, the others are awaited."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="stage") as pool:
-        futures = [pool.submit(c) for c in calls]
-        try:
-            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        except Cancelled:
-            state.cancel.set()
-            t0 = time.monotonic()
-            processes.terminate_children(grace=5.0)
-            _, pending = concurrent.futures.wait(futures, timeout=3)
-            if pending:  # say what it waits on: a docker call on a busy daemon, most likely
-                log.info("cancelled: waiting for %s", "; ".join(_where_threads("stage")))
-                concurrent.futures.wait(futures, timeout=17)
-            log.info("cancelled: registry and cluster stages stopped in %.1fs", time.monotonic() - t0)
-            raise
+    """Run independent stages side by side; the first failure wins, the others are awaited.
+
+    A cancel can land anywhere in here, also between two submits: then the children (kind) are
+    stopped before the pool waits for its threads, and a call that had not started yet never does.
+    """
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="stage")
+    futures: list[concurrent.futures.Future[Any]] = []
+    try:
+        for call in calls:
+            futures.append(pool.submit(_unless_cancelled, state, call))
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         errors = [f.exception() for f in futures if f.done() and f.exception()]
         if errors:
             state.cancel.set()
@@ -405,6 +401,24 @@ def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
             concurrent.futures.wait(futures, timeout=20)
             raise errors[0]  # type: ignore[misc]
         return [f.result() for f in futures]
+    except Cancelled:
+        state.cancel.set()
+        t0 = time.monotonic()
+        processes.terminate_children(grace=5.0)
+        _, pending = concurrent.futures.wait(futures, timeout=3)
+        if pending:  # say what it waits on: a docker call on a busy daemon, most likely
+            log.info("cancelled: waiting for %s", "; ".join(_where_threads("stage")))
+            concurrent.futures.wait(futures, timeout=17)
+        log.info("cancelled: registry and cluster stages stopped in %.1fs", time.monotonic() - t0)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _unless_cancelled(state: Run, call: Callable[[], T]) -> T:
+    if state.cancel.is_set():
+        raise Cancelled("cancelled")
+    return call()
 
 
 def _where_threads(prefix: str) -> list[str]:

@@ -135,6 +135,7 @@ class Output:
 
     def __init__(self, stream: Any) -> None:
         self.lines: list[str] = []
+        self.times: list[float] = []  # time.monotonic() each line arrived
         self.cond = threading.Condition()
         self.closed = False
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
@@ -144,6 +145,7 @@ class Output:
         for line in stream:
             with self.cond:
                 self.lines.append(line.rstrip("\n"))
+                self.times.append(time.monotonic())
                 self.cond.notify_all()
         with self.cond:
             self.closed = True
@@ -152,6 +154,12 @@ class Output:
     def text(self) -> str:
         with self.cond:
             return "\n".join(self.lines)
+
+    def timed(self, since: float) -> str:
+        """The lines with the seconds since `since` (the cancel): where the time went."""
+        with self.cond:
+            pairs = zip(self.times, self.lines, strict=True)
+            return "\n".join(f"{t - since:+7.1f}s {line}" for t, line in pairs)
 
     def has(self, needle: str) -> bool:
         with self.cond:
@@ -384,7 +392,7 @@ def run_case(point: str, how: str, work: Path, node_image: str = NODE_IMAGE, ima
             docker("rm", "-f", name)
         sweep(cluster, network, run_id, registry_ports(output.text()))
     if keep_log or not case.ok:
-        case.log = output.text()
+        case.log = output.timed(sent) if sent is not None else output.text()
     return case
 
 

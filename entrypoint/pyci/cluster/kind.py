@@ -120,10 +120,12 @@ class KindProvider:
     def network(self) -> str:
         return os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
 
-    def _run(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: Sequence[str], timeout: float,
+             own_session: bool = False) -> subprocess.CompletedProcess[str]:
         command = [self.kind_bin, *args]
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
+                                  start_new_session=own_session)
         except FileNotFoundError as err:
             raise InfrastructureError(
                 f"kind not found ({self.kind_bin}): install kind or put it on PATH"
@@ -137,8 +139,8 @@ class KindProvider:
                 tail(stderr),
             ) from err
 
-    def _check(self, args: Sequence[str], timeout: float | None = None) -> str:
-        result = self._run(args, timeout or self.command_timeout)
+    def _check(self, args: Sequence[str], timeout: float | None = None, own_session: bool = False) -> str:
+        result = self._run(args, timeout or self.command_timeout, own_session)
         if result.returncode != 0:
             raise InfrastructureError(
                 f"`kind {' '.join(args)}` failed (exit {result.returncode})", tail(result.stderr)
@@ -217,4 +219,5 @@ class KindProvider:
 
     def delete(self) -> None:
         log.info("deleting kind cluster %s", self.name)
-        self._check(["delete", "cluster", "--name", self.name], self.command_timeout)
+        # Its own session: a Ctrl-C (SIGINT to the whole process group) during cleanup must not kill it.
+        self._check(["delete", "cluster", "--name", self.name], self.command_timeout, own_session=True)
