@@ -18,8 +18,10 @@ Two runner set-ups:
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,94 @@ def test_green_deploy_with_outputs_in_a_job_container(repo_copy: Path, control_p
     assert "readiness: 3/3 workloads healthy" in log, log[-6000:]
     left = docker_client.containers.list(all=True, filters={"label": "io.pyci.cluster=act-green"})
     assert left == [], [c.name for c in left]
+
+
+KIND_WORKFLOW = """\
+name: act-kind
+on: push
+jobs:
+  pyci:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      # A lab tap: act gives each step a fresh GITHUB_STEP_SUMMARY and shows none, so a background
+      # copier keeps what the action wrote there (in act's own file) for the test to read.
+      - run: |
+          nohup sh -c 'while sleep 0.2; do [ -s "$1" ] && cp "$1" "$0/summary-seen.md"; done' \\
+            "$PWD" "$GITHUB_STEP_SUMMARY" >/dev/null 2>&1 &
+      - id: pyci
+        uses: ./
+        env:
+          PATH: {shim}:/usr/local/bin:/usr/bin:/bin
+          CORPUS_EXTENSIONS: file://{repo}/extensions-repo
+        with:
+{inputs}
+      - if: always()
+        run: |
+          echo "pyci-outputs result=${{{{ steps.pyci.outputs.result }}}}" \\
+            "cluster=${{{{ steps.pyci.outputs.cluster-name }}}} junit=${{{{ steps.pyci.outputs.junit }}}}" \\
+            "duration=${{{{ steps.pyci.outputs.duration }}}}"
+"""
+
+
+def test_kitchen_sink_green_on_real_kind_through_act(repo_copy: Path, node_image: str, docker_client) -> None:
+    """SIBLING through a real workflow runner on a real kind cluster. act runs the job in a container
+    (here on the default bridge: `--network bridge`) and the docker action with `--network
+    container:<job container>`; pyci joins that job container to kind's network, as Docker refuses to
+    connect a container that shares another's network. The step's outputs reach the next step through
+    act; the summary pyci wrote into act's GITHUB_STEP_SUMMARY is read through the tap above.
+    Lab differences: the node image, the docker shim first in PATH, the image in action.yml."""
+    from tests.e2e.test_corpus import (
+        KITCHEN_SINK_ARGS,
+        check_kitchen_sink_green,
+        corpus_workspace,
+        kind_clusters,
+        time_to_green,
+    )
+
+    corpus_workspace(repo_copy / "corpus-ws", "kitchen-sink")  # the app and its extension repo (git)
+    shutil.move(repo_copy / "corpus-ws" / "extensions-repo", repo_copy / "extensions-repo")
+    inputs = {"working-directory": "tests/corpus/kitchen-sink", "node-image": node_image,
+              "registry-image": "pyci-lab/registry:latest", "timeout": "4m", "wait-timeout": "1m",
+              "tilt-args": KITCHEN_SINK_ARGS}
+    wf = repo_copy / ".github" / "act" / "kind.yml"
+    wf.parent.mkdir(parents=True, exist_ok=True)
+    wf.write_text(KIND_WORKFLOW.format(shim=repo_copy / "tools" / "kind-node" / "shim", repo=repo_copy,
+                                       inputs="\n".join(f"          {k}: '{v}'" for k, v in inputs.items())))
+    git = ["git", "-c", "user.email=lab@pyci.invalid", "-c", "user.name=lab"]
+    for args in (["init", "-q"], ["add", "-A", "--", ".", ":!extensions-repo", ":!corpus-ws"],
+                 ["commit", "-qm", "act"]):
+        subprocess.run([*git, *args], cwd=repo_copy, check=True, capture_output=True)
+    started = time.monotonic()
+    done = subprocess.run([str(lab_tool("act")), "push", "-W", str(wf), "--pull=false", "--bind",
+                           "-P", "ubuntu-latest=pyci-lab/base:latest", "--network", "bridge"],
+                          cwd=repo_copy, capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - started
+    log = done.stdout + done.stderr
+    found = re.search(r"pyci-outputs result=(\S*) cluster=(\S*) junit=(\S*) duration=(\S*)", log)
+    cluster = found.group(2) if found else ""
+    try:
+        assert done.returncode == 0, log[-8000:]
+        assert "topology: sibling" in log, log[-4000:]
+        assert found, log[-4000:]
+        result, junit, duration = found.group(1), found.group(3), found.group(4)
+        assert result == "success" and cluster.startswith("pyci-") and duration, found.group(0)
+        junit_path = Path(junit) if Path(junit).is_absolute() else repo_copy / junit
+        check_kitchen_sink_green(log, junit_path, (repo_copy / "summary-seen.md").read_text())
+        time_to_green("kitchen-sink", "sibling, act", wall, duration, junit_path)
+        assert cluster not in kind_clusters()
+        run_id = re.search(r"run id (\S+)", log)
+        assert run_id, log[-3000:]
+        for label in (f"io.pyci.cluster={cluster}", f"io.x-k8s.kind.cluster={cluster}",
+                      f"io.pyci.run={run_id.group(1)}"):
+            left = docker_client.containers.list(all=True, filters={"label": label})
+            assert left == [], [c.name for c in left]
+        reaper = docker_client.containers.list(all=True, filters={"name": f"pyci-reaper-{run_id.group(1)}"})
+        assert reaper == [], [c.name for c in reaper]
+        jobs = docker_client.containers.list(all=True, filters={"name": "act-act-kind-pyci"})
+        assert jobs == [], [c.name for c in jobs]  # act removed its job container
+        assert not docker_client.volumes.list(filters={"label": f"io.pyci.owns-cluster={cluster}"})
+    finally:
+        if cluster and cluster in kind_clusters():
+            subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", cluster],
+                           capture_output=True, timeout=180)
