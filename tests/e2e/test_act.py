@@ -14,6 +14,10 @@ Two runner set-ups:
   action's container in its network): examples/hello deploys green against the lab's API server
   (cluster: existing), and the next step reads the step's outputs. act gives every step its own
   GITHUB_STEP_SUMMARY file and shows none, so the summary is checked in test_image.py instead.
+- `-P ubuntu-latest=pyci-lab/base:latest --network bridge --bind` on a real kind cluster: the job
+  container on the default bridge, the action's container in its network (`container:<job>`); pyci
+  joins the job container to kind's network. The corpus's kitchen sink goes green, outputs reach the
+  next step, and a background copier started by an earlier step keeps the summary pyci wrote.
 """
 
 from __future__ import annotations
