@@ -532,8 +532,9 @@ def run_together(count: int, work: Path, node_image: str = NODE_IMAGE) -> Togeth
         app = make_app(out)
         env = env_with_lab({**os.environ, **github_files(out)})
         args = pyci_args(app, out, "", node_image)
-        cut = args.index("--cluster-name")
-        del args[cut:cut + 2]  # no cluster-name: pyci's default, a name of the run's own
+        for flag in ("--cluster-name", "--timeout", "--wait-timeout"):  # pyci's defaults for these
+            cut = args.index(flag)
+            del args[cut:cut + 2]  # no cluster-name: a name of the run's own
         procs.append((subprocess.Popen([sys.executable, "-m", "pyci", "run", *args], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out))
     try:
