@@ -533,9 +533,14 @@ class BuildAhead:
                     response.close()
         if self._thread is not None:
             self._thread.join(5.0)
-        for built in self.profile.built:
+        tags = {b.tag for b in self.profile.built}
+        # Also what the daemon tagged after we stopped reading (a build cancelled late still ends):
+        with contextlib.suppress(Exception):
+            tags |= {t for i in self.client.images.list(name=self.repository) for t in i.tags
+                     if t.startswith(self.repository + ":")}
+        for tag in sorted(tags):
             with contextlib.suppress(Exception):
-                self.client.images.remove(built.tag, noprune=False)
+                self.client.images.remove(tag, noprune=False)
 
     # The work.
     def _run(self) -> None:
