@@ -99,12 +99,15 @@ def check_kitchen_sink_green(log: str, junit: Path, summary: str) -> None:
     assert "`web`" in summary and "daemonset/corpus-data/node-agent" in summary, summary
 
 
-def time_to_green(app: str, topology: str, wall: float, duration: str, junit: Path) -> None:
+def stage_times(junit: Path) -> str:
     cases = ET.parse(junit).getroot().iter("testcase")
-    stages = [f"{c.get('name')} {float(c.get('time') or 0):.1f}" for c in cases
-              if not c.get("classname", "").startswith("pyci.resources")]
+    return ", ".join(f"{c.get('name')} {float(c.get('time') or 0):.1f}" for c in cases
+                     if not c.get("classname", "").startswith("pyci.resources"))
+
+
+def time_to_green(app: str, topology: str, wall: float, duration: str, junit: Path) -> None:
     print(f"time-to-green {app} ({topology}): {wall:.1f} s wall, pyci duration {duration} s; "
-          f"stages: {', '.join(stages)}")
+          f"stages: {stage_times(junit)}")
 
 
 def test_kitchen_sink_is_green_through_the_image_on_real_kind(image: str, names: list[str], tmp_path: Path,
@@ -184,12 +187,13 @@ def test_each_breakage_fails_the_run_with_its_own_reason(way: str, shared_cluste
         tmp_path, names, image, "breakages", node_image,
         **{"tilt-args": f"{BASE} --break={way}", "cluster-name": shared_cluster, "max-restarts": "1",
            "namespaces": namespace})
-    print(f"breakage {way}: exit {done.returncode} in {time.monotonic() - started:.1f} s")
+    wall = time.monotonic() - started
     log = done.stdout + done.stderr
     assert done.returncode == 1, log[-6000:]
     out = read_outputs(commands / "set_output")
     assert out["result"] == "failure", out
     junit_path = workspace / out["junit"].removeprefix("/github/workspace/")
+    print(f"breakage {way}: exit 1 in {wall:.1f} s; stages: {stage_times(junit_path)}")
     failed = {c.get("name"): c for c in ET.parse(junit_path).getroot().iter("testcase")
               if c.find("failure") is not None}
     assert list(failed) == [component], sorted(failed)
