@@ -88,3 +88,29 @@ def test_classify(docker_host, own, host_network, expected):
 def test_bad_override_is_an_input_error_before_touching_docker():
     with pytest.raises(InputError, match="auto, host, sibling or remote"):
         detect(None, "cloud")  # type: ignore[arg-type]
+
+
+class _Containers:
+    """A stand-in for docker's containers collection: id -> NetworkMode (a fake, no daemon here)."""
+
+    def __init__(self, modes: dict[str, str]) -> None:
+        self.modes = modes
+
+    def get(self, ref: str) -> object:
+        import docker.errors
+
+        if ref not in self.modes:
+            raise docker.errors.NotFound(ref)
+        return type("C", (), {"id": ref, "attrs": {"HostConfig": {"NetworkMode": self.modes[ref]}}})()
+
+
+def test_network_owner_follows_container_modes_to_the_namespace_owner():
+    from pyci.topology import network_owner
+
+    client = type("Client", (), {"containers": _Containers(
+        {"step": "container:job", "job": "bridge", "nested": "container:step", "solo": "default"})})()
+    assert network_owner(client, "solo") is None  # its own namespace
+    assert network_owner(client, "step") == "job"  # act's docker action in its job container's network
+    assert network_owner(client, "nested") == "job"
+    gone = type("Client", (), {"containers": _Containers({"step": "container:vanished"})})()
+    assert network_owner(gone, "step") is None
