@@ -520,8 +520,29 @@ def _attempt(action: Callable[[], object], dry_run: bool, done: str, what: str) 
     return []
 
 
+KIND_SETTLE = 1.0  # seconds for a node a killed `kind create` was still making to show up
+
+
 def kind_delete_cluster(name: str) -> str | None:
-    """`kind delete cluster --name NAME`; the problem as one line, or None."""
+    """`kind delete cluster --name NAME`, and again when a node appears after it (a run killed
+    during `kind create` may have left a `docker run` of a node in flight); the problem, or None."""
+    import time
+
+    for _ in range(3):
+        failure = _kind_delete_once(name)
+        if failure:
+            return failure
+        time.sleep(KIND_SETTLE)
+        found = subprocess.run(["kind", "get", "nodes", "--name", name], capture_output=True, text=True,
+                               timeout=TOOL_TIMEOUT, check=False)
+        nodes = [n for n in found.stdout.split() if n.startswith(f"{name}-")]
+        if not nodes:
+            return None
+        print(f"kind cluster {name}: {', '.join(nodes)} appeared after the delete; deleting again")
+    return None
+
+
+def _kind_delete_once(name: str) -> str | None:
     try:
         done = subprocess.run(
             ["kind", "delete", "cluster", "--name", name],

@@ -32,6 +32,8 @@ TRANSIENT_ERRORS = (
 # kind's own validation of the config: the user's input is wrong, not the infrastructure.
 CONFIG_ERRORS = ("invalid configuration", "failed to load config", "unknown field", "error converting YAML")
 STDERR_TAIL_LINES = 20
+DELETE_ATTEMPTS = 4
+DELETE_SETTLE = 1.0  # seconds for a node container still being made to show up
 
 
 def load_user_config(path: Path | None) -> dict[str, Any]:
@@ -109,6 +111,7 @@ class KindProvider:
         self.kind_bin = kind_bin
         self.create_timeout = create_timeout
         self.command_timeout = command_timeout
+        self.interrupted = False  # a `kind create` of ours was stopped mid-way (a signal, a timeout)
         # Validate now so a bad input fails before anything is created.
         self.config = merge_config(load_user_config(kind_config))
 
@@ -197,8 +200,10 @@ class KindProvider:
             try:
                 result = self._run(args, self.create_timeout)
             except InfrastructureError:
+                self.interrupted = True
                 self.delete()  # a killed `kind create` leaves its node containers behind
                 raise
+            self.interrupted = self.interrupted or result.returncode < 0  # killed by a signal
             if result.returncode == 0:
                 log.info("kind cluster %s created in %.1fs", self.name, time.monotonic() - started)
                 return
@@ -219,5 +224,16 @@ class KindProvider:
 
     def delete(self) -> None:
         log.info("deleting kind cluster %s", self.name)
-        # Its own session: a Ctrl-C (SIGINT to the whole process group) during cleanup must not kill it.
-        self._check(["delete", "cluster", "--name", self.name], self.command_timeout, own_session=True)
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
+            # Its own session: a Ctrl-C (SIGINT to the whole process group) during cleanup must not kill it.
+            self._check(["delete", "cluster", "--name", self.name], self.command_timeout, own_session=True)
+            # A `kind create` stopped mid-way may still have a `docker run` of a node in flight (its
+            # child outlives it): that node shows up after the delete. Look again, delete again.
+            if not self.interrupted:
+                return
+            time.sleep(DELETE_SETTLE)
+            left = self._check(["get", "nodes", "--name", self.name]).split()
+            if not left:
+                return
+            log.info("kind cluster %s: %s appeared after the delete; deleting again (%d)", self.name,
+                     ", ".join(left), attempt)
