@@ -7,8 +7,9 @@ container: 137, its reaper cleans up) within 30 s, and nothing of the case left:
 volumes, the case's kind network, the cluster, pushed tags, processes, pyci's temp folder; the
 Tiltfile's token in no log or artifact. The full matrix (~50 runs) is `tools/cancel-matrix`.
 
-Then SIGKILL of the whole run at several stages followed by `pyci cleanup --run-id`: nothing left,
-and a kind cluster a user made by hand on the same daemon survives every one of them.
+Then SIGKILL of the whole run at three stages (a fourth, during kind create, is test_kind_share's)
+followed by `pyci cleanup --run-id`: nothing left, and a kind cluster a user made by hand on the
+same daemon survives every one of them.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def users_cluster(node_image: str):
         subprocess.run([kind, "delete", "cluster", "--name", name], env=env, capture_output=True, timeout=120)
 
 
-@pytest.mark.parametrize("point", ["registry", "kind-middle", "tilt", "readiness"])
+# kind-middle: tests/e2e/test_kind_share.py (SIGKILL during kind create, then pyci cleanup).
+@pytest.mark.parametrize("point", ["registry", "tilt", "readiness"])
 def test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster(
         point: str, tmp_path: Path, node_image: str, users_cluster: str) -> None:
     tag = uuid.uuid4().hex[:6]
