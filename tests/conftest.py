@@ -175,7 +175,9 @@ def _docker_state() -> set[str]:
         try:
             things = {f"container {c.name}" for c in client.containers.list(all=True)}
             things |= {f"network {n.name}" for n in client.networks.list()}
-            things |= {f"image tag {t}" for i in client.images.list() for t in i.tags
+            # One /images/json call: images.list() inspects each image after listing, and an image
+            # removed in between (a run's cleanup finishing) made the check blind for no reason.
+            things |= {f"image tag {t}" for i in client.api.images() for t in (i.get("RepoTags") or ())
                        if t.startswith("localhost:")}
         finally:
             client.close()
