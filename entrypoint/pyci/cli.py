@@ -99,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# True when pyci runs as the program (not called by a test): then the handlers that keep a late
+# signal from killing it are left in place until the process ends (interpreter shutdown included).
+_AS_PROGRAM = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _AS_PROGRAM
+    _AS_PROGRAM = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args.insert(0, "run")
@@ -155,20 +162,35 @@ def input_error(err: InputError, platform: platforms.Platform) -> int:
 
 
 def execute(settings: Settings, platform: platforms.Platform) -> int:
-    from pyci import pipeline  # the stages import docker and kubernetes: only when really running
+    import signal
+    import threading
 
+    # Outside the pipeline's own handlers (while it is imported, and after its cleanup, while the
+    # report is written) a SIGTERM/SIGINT must not kill pyci half way: it is remembered, the
+    # pipeline starts cancelled (nothing is made) or the finished run's report is written whole.
+    cancel = threading.Event()
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, lambda *_: cancel.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+           if main}
     try:
-        result = pipeline.run(settings, platform)
-    except PyciError as err:  # pipeline.run should return a RunResult; this is the safety net
-        _error(err.message)
-        if err.detail:
-            print(err.detail, file=sys.stderr)
-        result = RunResult(exit_code=err.exit_code, headline=err.message)
-    except KeyboardInterrupt:
-        result = RunResult(exit_code=ExitCode.CANCELLED, headline="cancelled")
-    publish(result, settings, platform)
-    platform.resume_commands()
-    return int(result.exit_code)
+        from pyci import pipeline  # the stages import docker and kubernetes: only when really running
+
+        try:
+            result = pipeline.run(settings, platform, cancel=cancel)
+        except PyciError as err:  # pipeline.run should return a RunResult; this is the safety net
+            _error(err.message)
+            if err.detail:
+                print(err.detail, file=sys.stderr)
+            result = RunResult(exit_code=err.exit_code, headline=err.message)
+        except KeyboardInterrupt:
+            result = RunResult(exit_code=ExitCode.CANCELLED, headline="cancelled")
+        publish(result, settings, platform)
+        platform.resume_commands()
+    finally:
+        if not _AS_PROGRAM:  # a test called it: give its process its own handlers back
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    return int(result.exit_code)  # a signal after cleanup changes nothing: the run and its report stand
 
 
 def publish(result: RunResult, settings: Settings, platform: platforms.Platform) -> None:

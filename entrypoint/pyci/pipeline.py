@@ -120,6 +120,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
+    _check_cancel(state)  # a signal that came before the run's own handlers: nothing is made
     # The stages' imports (docker, kubernetes: about half a second) while tilt reads the Tiltfile.
     importing = threading.Thread(target=_import_stages, name="imports", daemon=True)
     importing.start()

@@ -182,7 +182,7 @@ class PipelineStandIn:
     error: Exception | None = None
     calls: list[Settings] = field(default_factory=list)
 
-    def __call__(self, settings: Settings, platform: object) -> RunResult:
+    def __call__(self, settings: Settings, platform: object, cancel: object = None) -> RunResult:
         self.calls.append(settings)
         if self.error:
             raise self.error
