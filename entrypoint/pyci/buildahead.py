@@ -536,7 +536,9 @@ class BuildAhead:
         tags = {b.tag for b in self.profile.built}
         # Also what the daemon tagged after we stopped reading (a build cancelled late still ends):
         with contextlib.suppress(Exception):
-            tags |= {t for i in self.client.images.list(name=self.repository) for t in i.tags
+            # One /images/json call: images.list() inspects each image and fails when another run
+            # removes one in between (a shared daemon).
+            tags |= {t for i in self.client.api.images(name=self.repository) for t in i.get("RepoTags") or ()
                      if t.startswith(self.repository + ":")}
         for tag in sorted(tags):
             with contextlib.suppress(Exception):

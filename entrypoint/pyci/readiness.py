@@ -43,6 +43,10 @@ PROGRESS_EVERY = 5.0
 API_LOST_AFTER = 20.0
 LOG_TAIL = 20
 NEVER_READY_SLACK = 3.0  # seconds between a pod's start and the kubelet's first Ready=False write
+# A container with no readiness probe is Ready the moment it starts, also one that exits a moment
+# later: it counts as up only once it has been running this long (the kubelet notices an exit
+# within its 1 s relist, and reports it a moment after).
+SETTLE = 3.0
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # pod annotation of an Indexed Job
 
 # waiting reasons a container does not recover from by itself
@@ -105,9 +109,47 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def workload_health(
+    kind: str, obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = (), now: float | None = None
+) -> tuple[bool, str]:
+    """(healthy, what is missing) for one workload object and its pods; `now` is POSIX time."""
+    healthy, detail = _controller_health(kind, obj, pods)
+    if healthy and kind in _SERVING_KINDS:
+        young = unsettled(pods if kind != "Pod" else [obj], time.time() if now is None else now)
+        if young:
+            return False, young
+    return healthy, detail
+
+
+_SERVING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"})
+
+
+def unsettled(pods: Iterable[Mapping[str, Any]], now: float) -> str | None:
+    """A probe-less container that has been running for less than SETTLE seconds, if any.
+
+    Ready without a probe only says the process started: a crash at start can be caught Ready for an
+    instant, and `tilt ci` then reports success. A container with a probe has shown it serves.
+    """
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        probed = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []
+                  if c.get("readinessProbe")}
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") in probed:
+                continue
+            started = parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+            if started is not None and now - started < SETTLE:
+                up = max(now - started, 0.0)
+                return (f"container {cs.get('name')} of pod {meta.get('name')} up for {up:.1f}s "
+                        f"(no readiness probe: counted once it stays up {SETTLE:.0f}s)")
+    return None
+
+
+def _controller_health(
     kind: str, obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
 ) -> tuple[bool, str]:
-    """(healthy, what is missing) for one workload object and its pods."""
+    """(healthy, what is missing) by the controller's own status."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     meta = obj.get("metadata") or {}
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):

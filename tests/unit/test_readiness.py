@@ -523,3 +523,27 @@ def test_a_crash_at_start_is_seen_even_when_the_first_status_came_late():
     # Ready changed during the last run (it served, then failed): max-restarts decides.
     p = r.pod_problem(started_pod("2026-11-23T12:00:40Z", statuses=[cs]), max_restarts=3)
     assert p is not None and not p.fatal
+
+
+# --- a probe-less container counts once it stays up ------------------------------------------------
+def _serving_pod(started: str, probe: bool = False) -> dict:
+    container: dict = {"name": "api", "image": "img"}
+    if probe:
+        container["readinessProbe"] = {"tcpSocket": {"port": 80}}
+    return {"metadata": {"name": "api-1", "namespace": "default"}, "spec": {"containers": [container]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "api", "ready": True,
+                                              "state": {"running": {"startedAt": started}}}]}}
+
+
+def test_a_probe_less_container_just_started_is_not_healthy_yet():
+    now = r.parse_time("2026-12-01T08:00:10Z")
+    young, old = _serving_pod("2026-12-01T08:00:09Z"), _serving_pod("2026-12-01T08:00:05Z")
+    healthy, detail = r.workload_health("Deployment", deployment(), [young], now=now)
+    assert not healthy and "up for 1.0s" in detail and "no readiness probe" in detail
+    assert r.workload_health("Deployment", deployment(), [old], now=now)[0]
+    # a probe that passed has shown it serves; a bare Pod is held to the same rule as its controllers
+    assert r.workload_health("Deployment", deployment(), [_serving_pod("2026-12-01T08:00:09Z", probe=True)],
+                             now=now)[0]
+    assert not r.workload_health("Pod", young, now=now)[0]
+    assert r.workload_health("Pod", old, now=now)[0]
