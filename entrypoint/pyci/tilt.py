@@ -455,6 +455,13 @@ def _tilt_get_json(tilt_bin: str, args: Sequence[str], port: int, env: Mapping[s
     return data if isinstance(data, dict) else {}
 
 
+def _redact_file(path: Path, redact: Callable[[str], str]) -> None:
+    with contextlib.suppress(OSError):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if redact(text) != text:
+            path.write_text(redact(text), encoding="utf-8")
+
+
 def _pump(stream: TextIO, lines: queue.Queue[str | None]) -> None:
     try:
         for line in stream:
@@ -599,6 +606,7 @@ def run_ci(
         exit_code = proc.wait(timeout=KILL_GRACE * 3)
     except BaseException:
         _terminate(proc)
+        _redact_file(snapshot_path, redact)  # tilt writes its snapshot (its whole log) as it stops
         raise
     finally:
         poller.stop.set()
@@ -612,9 +620,7 @@ def run_ci(
     resources: list[ResourceResult] = []
     if snapshot is not None:
         try:
-            text = snapshot.read_text(encoding="utf-8")
-            if redact(text) != text:  # tilt wrote its whole log into it
-                snapshot.write_text(redact(text), encoding="utf-8")
+            _redact_file(snapshot, redact)  # tilt wrote its whole log into it
             data = json.loads(snapshot.read_text(encoding="utf-8"))
             resources = resources_from_snapshot(data, exit_code)
         except (OSError, ValueError) as exc:
