@@ -124,21 +124,26 @@ _SERVING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSe
 
 
 def unsettled(pods: Iterable[Mapping[str, Any]], now: float) -> str | None:
-    """A probe-less container that has been running for less than SETTLE seconds, if any.
+    """A container that is not running, or runs with no probe for less than SETTLE seconds, if any.
 
     Ready without a probe only says the process started: a crash at start can be caught Ready for an
-    instant, and `tilt ci` then reports success. A container with a probe has shown it serves.
+    instant, and `tilt ci` then reports success; the controller's ready count lags behind the pod's
+    own container state, which is read here. A container with a probe has shown it serves.
     """
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         probed = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []
                   if c.get("readinessProbe")}
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            state = cs.get("state") or {}
+            if not state.get("running"):
+                what = next(iter(state), "no state")
+                return f"container {cs.get('name')} of pod {meta.get('name')} is {what}, not running"
             if cs.get("name") in probed:
                 continue
-            started = parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+            started = parse_time((state.get("running") or {}).get("startedAt"))
             if started is not None and now - started < SETTLE:
                 up = max(now - started, 0.0)
                 return (f"container {cs.get('name')} of pod {meta.get('name')} up for {up:.1f}s "

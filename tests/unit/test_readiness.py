@@ -547,3 +547,11 @@ def test_a_probe_less_container_just_started_is_not_healthy_yet():
                              now=now)[0]
     assert not r.workload_health("Pod", young, now=now)[0]
     assert r.workload_health("Pod", old, now=now)[0]
+
+
+def test_a_container_that_is_no_longer_running_is_not_healthy_though_the_controller_still_counts_it():
+    pod = _serving_pod("2026-12-01T08:00:00Z")
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 3}}
+    now = r.parse_time("2026-12-01T08:01:00Z")
+    healthy, detail = r.workload_health("StatefulSet", sts(ready=3), [pod], now=now)
+    assert not healthy and "is terminated, not running" in detail
