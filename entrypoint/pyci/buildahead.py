@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from pyci import images
 from pyci.settings import LABEL_MANAGED, LABEL_RUN
 
 log = logging.getLogger(__name__)
@@ -536,9 +537,7 @@ class BuildAhead:
         tags = {b.tag for b in self.profile.built}
         # Also what the daemon tagged after we stopped reading (a build cancelled late still ends):
         with contextlib.suppress(Exception):
-            # One /images/json call: images.list() inspects each image and fails when another run
-            # removes one in between (a shared daemon).
-            tags |= {t for i in self.client.api.images(name=self.repository) for t in i.get("RepoTags") or ()
+            tags |= {t for t in images.tags(self.client, name=self.repository)
                      if t.startswith(self.repository + ":")}
         for tag in sorted(tags):
             with contextlib.suppress(Exception):

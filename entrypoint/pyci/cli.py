@@ -449,7 +449,7 @@ def cleanup(
 
     Returns the problems (one line each); an empty list means everything is gone.
     """
-    from pyci import ownership
+    from pyci import images, ownership
 
     delete_cluster = delete_cluster or kind_delete_cluster
     filters = {"label": [f"{LABEL_MANAGED}=true", *([f"{LABEL_RUN}={run_id}"] if run_id else [])]}
@@ -468,13 +468,10 @@ def cleanup(
             f"container {container.name}",
         )
     # tilt's pushes leave <registry>/<image>:tilt-<hash> tags in the daemon: they go with the registry.
-    images = client.images.list() if registry_ports else []
-    doomed = {t for image in images for t in image.tags
+    doomed = {t for t in (images.tags(client) if registry_ports else set())
               if any(t.startswith(f"localhost:{port}/") for port in registry_ports)}
     # build-ahead's throwaway tags (pyci-ahead/<run id>:...), on images labelled with the run.
-    if hasattr(client, "images"):
-        doomed |= {t for image in client.images.list(filters=filters) for t in image.tags
-                   if t.startswith("pyci-ahead/")}
+    doomed |= {t for t in images.tags(client, filters=filters) if t.startswith("pyci-ahead/")}
     for tag in sorted(doomed):
         problems += _attempt(functools.partial(client.images.remove, tag), dry_run,
                              f"{verb} image tag {tag}", f"image tag {tag}")

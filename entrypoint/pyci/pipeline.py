@@ -512,11 +512,12 @@ def _api_client(kubeconfig: Path) -> Any:
 
 
 def _remove_tags(client: Any, prefix: str) -> None:
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith(prefix):
-                with contextlib.suppress(Exception):
-                    client.images.remove(tag)
+    from pyci import images
+
+    for tag in images.tags(client):
+        if tag.startswith(prefix):
+            with contextlib.suppress(Exception):
+                client.images.remove(tag)
 
 
 def _network_exists(client: Any, name: str) -> bool:
