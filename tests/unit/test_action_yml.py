@@ -41,6 +41,19 @@ def quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
 
 
+def input_lines() -> list[str]:
+    """The `inputs:` entries both actions share, one per INPUTS spec."""
+    lines: list[str] = []
+    for spec in INPUTS:
+        lines += [
+            f"  {spec.name}:",
+            f"    description: {quoted(spec.description)}",
+            "    required: false",
+            f"    default: {quoted(spec.default)}",
+        ]
+    return lines
+
+
 def render() -> str:
     lines = [
         "# GENERATED from pyci.settings.INPUTS by `python tests/unit/test_action_yml.py --write`:",
@@ -59,13 +72,7 @@ def render() -> str:
         "# unset); pyci reads them there, so the inputs need no `args`.",
         "inputs:",
     ]
-    for spec in INPUTS:
-        lines += [
-            f"  {spec.name}:",
-            f"    description: {quoted(spec.description)}",
-            "    required: false",
-            f"    default: {quoted(spec.default)}",
-        ]
+    lines += input_lines()
     lines.append("outputs:")
     for name, description in OUTPUTS.items():
         lines += [f"  {name}:", f"    description: {quoted(description)}"]
@@ -145,13 +152,7 @@ def render_host() -> str:
         "  color: green",
         "inputs:",
     ]
-    for spec in INPUTS:
-        lines += [
-            f"  {spec.name}:",
-            f"    description: {quoted(spec.description)}",
-            "    required: false",
-            f"    default: {quoted(spec.default)}",
-        ]
+    lines += input_lines()
     lines.append("outputs:")
     for name, description in OUTPUTS.items():
         lines += [f"  {name}:", f"    description: {quoted(description)}",
