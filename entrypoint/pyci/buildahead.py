@@ -469,8 +469,9 @@ class BuildAhead:
 
     def __init__(self, client: Any, found: Sequence[Target], run_id: str, log: Log,
                  third_party: Sequence[str] = (), skipped: Sequence[str] = (),
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, pull: bool = True) -> None:
         self.client, self.run_id, self.log = client, run_id, log
+        self.pull = pull  # False: third-party images the daemon lacks are left to the kubelet
         self.api = client.api
         self.waves = waves(found)
         self.third_party = list(third_party)
@@ -621,6 +622,11 @@ class BuildAhead:
                 pass
             except Exception as e:  # noqa: BLE001
                 self.log(f"build ahead: cannot look up {ref}: {_one_line(str(e))}")
+                continue
+            if not self.pull:
+                self.profile.third_party_missing.append(ref)
+                self.log(f"build ahead: {ref} is not in the daemon (build-ahead off: not pulled); "
+                         "the nodes pull it themselves")
                 continue
             try:
                 repository, tag = _split_tag(ref)

@@ -308,7 +308,8 @@ def _registry_name(cluster_name: str) -> str:
 
 def _plan_build_ahead(settings: Settings) -> str:
     if not settings.build_ahead:
-        return "off (build-ahead: false)"
+        return ("off (build-ahead: false); third-party images the daemon has are still loaded into "
+                "the nodes")
     if settings.cluster != "kind":
         return "not used: no cluster boot to overlap (cluster: existing)"
     return ("the Tiltfile's images while the cluster boots; third-party images loaded into the nodes "

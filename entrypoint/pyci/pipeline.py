@@ -257,27 +257,38 @@ def _preflight(state: Run) -> None:
 
 def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAhead | None:
     """Start building the preflight's image targets (and prefetching third-party images) while kind
-    boots; None when there is no boot to overlap or nothing was read ahead (tilt ci builds as today)."""
+    boots; None when there is no boot to overlap or nothing was read ahead (tilt ci builds as today).
+
+    `build-ahead: false` stops the builds and the pulls, not the loading of third-party images the
+    daemon already has: a node that cannot pull them (offline, private) needs them loaded either way."""
     from pyci import buildahead
 
     s = state.settings
-    if not s.build_ahead or s.cluster != "kind":
+    if s.cluster != "kind":
         return None
     planned = buildahead.plan(state.evaluation)
     if planned is None:
-        state.platform.info("build ahead: the Tiltfile was not read ahead; tilt ci builds as usual")
+        if s.build_ahead:
+            state.platform.info("build ahead: the Tiltfile was not read ahead; tilt ci builds as usual")
         return None
     found, skipped, third_party = planned
+    if not s.build_ahead:
+        found, skipped = [], []
     if not found and not third_party:
         return None
-    ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped)
+    ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped,
+                                  pull=s.build_ahead)
     stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
     ahead.start()
     if third_party:  # into the nodes as soon as they can take them, while kind still boots
         ahead.load_into_kind(s.cluster_name)
-    state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
-                        f"{len(third_party)} third-party images, while the cluster boots "
-                        f"(up to {ahead.workers} builds at once)")
+    if s.build_ahead:
+        state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
+                            f"{len(third_party)} third-party images, while the cluster boots "
+                            f"(up to {ahead.workers} builds at once)")
+    else:
+        state.platform.info(f"build ahead: off; {len(third_party)} third-party images loaded into the "
+                            "nodes if the daemon has them (no pulls)")
     return ahead
 
 

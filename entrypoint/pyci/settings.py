@@ -46,7 +46,7 @@ class Settings:
     cluster_name: str = "pyci"
     kind_config: Path | None = None
     node_image: str | None = None
-    build_ahead: bool = True  # build image targets while the cluster boots; load third-party images
+    build_ahead: bool = True  # build image targets and pull third-party images while the cluster boots
     kubeconfig: Path | None = None  # cluster: existing (default: $KUBECONFIG or ~/.kube/config)
     registry: str = "local"  # local | none | host[:port]/path
     registry_username: str | None = None
@@ -113,7 +113,8 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("kind-config", "", "A kind config file merged under pyci's own."),
     InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default."),
     InputSpec("build-ahead", "true", "Build the Tiltfile's images while the cluster boots, so `tilt ci` "
-              "finds them cached, and load the third-party images the manifests name into the kind nodes."),
+              "finds them cached, and pull the third-party images the manifests name. Either way, those "
+              "the daemon has are loaded into the kind nodes."),
     InputSpec("kubeconfig", "", "Kubeconfig of an existing cluster; empty: KUBECONFIG or ~/.kube/config."),
     InputSpec("registry", "local", "`local` (a registry container), `none`, or a remote host[:port]/path."),
     InputSpec("registry-username", "", "User name for a remote registry."),

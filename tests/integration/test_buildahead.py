@@ -159,6 +159,24 @@ def test_a_failing_build_ahead_is_one_line_and_leaves_no_tag(docker_client, tmp_
     assert ahead_tags(docker_client, run_id) == []
 
 
+def test_without_pulls_a_missing_image_is_left_to_the_kubelet_and_a_present_one_is_kept(
+        docker_client, lab_images) -> None:
+    """`build-ahead: false`: no pull is tried (a pull would take minutes on a slow registry and
+    fail here), an image the daemon has still goes to the nodes."""
+    lines: list[str] = []
+    ahead = buildahead.BuildAhead(docker_client, [], f"it-{secrets.token_hex(3)}", lines.append,
+                                  third_party=["pyci-lab/no-such-image:1", lab_images.base], pull=False)
+    ahead.start()
+    ahead.wait(30, threading.Event())
+    ahead._prefetcher.join(30)
+    ahead.close()
+    assert ahead.profile.third_party_present == [lab_images.base]
+    assert ahead.profile.third_party_missing == ["pyci-lab/no-such-image:1"]
+    assert "build ahead: pyci-lab/no-such-image:1 is not in the daemon (build-ahead off: not pulled); " \
+           "the nodes pull it themselves" in lines, lines
+    assert not any("pulled" in line and "not pulled" not in line for line in lines), lines
+
+
 def test_third_party_images_wait_for_the_nodes_to_begin_kubeadm(docker_client, lab_images) -> None:
     """The loader's gate, on a stand-in node (a container with kind's label; no kind needed): it opens
     when every node has kubeadm's certificates, or when the boot ended first."""

@@ -11,9 +11,9 @@ Methods
   pyci      `pyci run` with its defaults (cluster kind, local registry), as tests/e2e/test_kind.py
             starts it (build-ahead on where pyci has that input);
   pyci-no-build-ahead
-            `pyci run --build-ahead false`, only when pyci has that input. build-ahead also loads the
-            third-party images into the node, so without it examples/shop fails here (its db image
-            cannot be pulled: ErrImagePull): on shop this method measures a failing verdict.
+            `pyci run --build-ahead false`, only when pyci has that input: no builds or pulls ahead,
+            but the third-party images the daemon has are still loaded into the node, as the plain
+            recipe does (before that, examples/shop failed here: ErrImagePull for its db image).
   ctlptl    not available: the Go module proxy answers 403 for github.com/tilt-dev/ctlptl (README).
 Apps: examples/hello (2 images), examples/shop (4 images, a third-party db), and for the time to a
 failing verdict examples/broken (an api that crashes on start).

@@ -109,3 +109,64 @@ def test_a_registry_or_node_that_died_is_named_in_one_line():
     with pytest.raises(InfrastructureError, match="kind node n-control-plane was removed during the run"):
         pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running")), reg,
                                                ("n-control-plane",))
+
+
+# --- build-ahead: what `build-ahead: false` still does ---
+class FakeAhead:
+    """Stands in for buildahead.BuildAhead: records what the pipeline asked of it."""
+
+    made: list[FakeAhead] = []
+
+    def __init__(self, client: Any, found: Any, run_id: str, log: Any, third_party: Any = (),
+                 skipped: Any = (), workers: int | None = None, pull: bool = True) -> None:
+        self.found, self.third_party, self.pull = list(found), list(third_party), pull
+        self.repository, self.workers, self.loaded_into = f"pyci-ahead/{run_id}", 1, ""
+        FakeAhead.made.append(self)
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def load_into_kind(self, cluster: str) -> None:
+        self.loaded_into = cluster
+
+
+def evaluation_with_db() -> Any:
+    from pyci import tiltfile
+
+    image = tiltfile.ImageTarget(ref="shop-api", context="/src", dockerfile_contents="FROM scratch\n")
+    return tiltfile.Evaluation(seconds=0.1, images=(image,), third_party_images=("postgres:16",))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_build_ahead_off_builds_and_pulls_nothing_but_still_loads_what_the_daemon_has(
+        monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
+    import contextlib
+
+    from pyci import buildahead
+
+    FakeAhead.made = []
+    monkeypatch.setattr(buildahead, "BuildAhead", FakeAhead)
+    state = run_state(build_ahead=on, cluster_name="pyci-t")
+    state.evaluation = evaluation_with_db()
+    with contextlib.ExitStack() as stack:
+        ahead = pipeline._build_ahead(state, object(), stack)
+    assert ahead is FakeAhead.made[0]
+    assert [t.ref for t in ahead.found] == (["shop-api"] if on else [])
+    assert ahead.pull is on  # off: an image the daemon lacks is left to the kubelet
+    assert ahead.third_party == ["postgres:16"] and ahead.loaded_into == "pyci-t"
+
+
+def test_build_ahead_off_with_nothing_third_party_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    from pyci import buildahead, tiltfile
+
+    FakeAhead.made = []
+    monkeypatch.setattr(buildahead, "BuildAhead", FakeAhead)
+    state = run_state(build_ahead=False)
+    image = tiltfile.ImageTarget(ref="api", context="/src", dockerfile_contents="FROM scratch\n")
+    state.evaluation = tiltfile.Evaluation(seconds=0.1, images=(image,))
+    with contextlib.ExitStack() as stack:
+        assert pipeline._build_ahead(state, object(), stack) is None
+    assert FakeAhead.made == []
