@@ -49,9 +49,19 @@ def leftovers(client, cluster: str) -> list[str]:
     ]
 
 
-def test_no_clusters(kind_bin, tmp_path):
+def test_clusters_lists_a_cluster_by_its_nodes(kind_bin, tmp_path, docker_client, lab_images):
+    """kind knows a cluster by its node containers' label: a stand-in node (created, never started)
+    makes one appear, and removing it makes it go; a clusters() that saw nothing would fail here."""
     provider = KindProvider(unique("it"), tmp_path, kind_bin=kind_bin)
     assert provider.name not in provider.clusters()
+    assert provider.exists() is False
+    node = docker_client.containers.create(lab_images.base, ["true"], name=f"{provider.name}-control-plane",
+                                           labels={"io.x-k8s.kind.cluster": provider.name})
+    try:
+        assert provider.name in provider.clusters()
+        assert provider.exists() is True
+    finally:
+        node.remove(force=True)
     assert provider.exists() is False
 
 
