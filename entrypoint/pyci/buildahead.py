@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import queue
 import re
 import subprocess
 import tarfile
@@ -47,6 +48,8 @@ AHEAD_REPOSITORY = "pyci-ahead"  # throwaway tags: pyci-ahead/<run id>:<n>-<name
 BUILD_TIMEOUT = 1800.0  # seconds a single build may stream before the read gives up
 PULL_TIMEOUT = 300.0
 KIND_LOAD_TIMEOUT = 600.0
+PUSH_TAG = "pyci-ahead"  # <registry>/<tilt's repository>:pyci-ahead: the layers tilt's push then finds
+PUSH_TIMEOUT = 600.0
 # The Dockerfile, when the context has no file with its exact contents (tilt sends it on the side).
 SIDE_DOCKERFILE = ".pyci-ahead.Dockerfile"
 # `api │ [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it.
@@ -367,6 +370,22 @@ def build_params(target: Target, tag: str, dockerfile: str, run_id: str) -> dict
     return params
 
 
+def registry_repository(host: str, ref: str) -> str:
+    """The repository tilt pushes `ref` to in a local registry at `host` (tilt's replaceRegistry:
+    the familiar name, with / : @ escaped as _), so that its push finds every layer already there."""
+    name = ref.split("@", 1)[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if name.startswith(host + "/"):
+        return name
+    return f"{host}/{re.sub(r'[/:@]', '_', name)}"
+
+
 def throwaway_tag(run_id: str, index: int, ref: str) -> str:
     safe = re.sub(r"[^a-z0-9_.-]+", "-", ref.lower().rsplit("/", 1)[-1].split(":", 1)[0]).strip(".-")
     return f"{AHEAD_REPOSITORY}/{run_id}:{index}-{safe or 'image'}"[:200]
@@ -417,6 +436,9 @@ class Profile:
     load_seconds: float = 0.0
     load_error: str | None = None
     load_early: bool = False  # the load began while kind was still booting
+    pushed: list[str] = field(default_factory=list)  # <registry>/<repository>:pyci-ahead
+    push_seconds: float = 0.0
+    push_errors: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0  # when the last build finished
     boot_started: float = 0.0
@@ -451,6 +473,10 @@ class Profile:
             parts.append(f"{len(self.ok)}/{len(self.built)} images built ahead in {self.seconds:.1f}s, "
                          f"{self.overlap:.1f}s of it during the {boot:.1f}s cluster boot; "
                          f"tilt waited {self.waited:.1f}s for them")
+        if self.pushed or self.push_errors:
+            parts.append(f"{len(self.pushed)} pushed to the registry in {self.push_seconds:.1f}s "
+                         "(tilt's pushes find their layers there)"
+                         + (f", {len(self.push_errors)} not" if self.push_errors else ""))
         if self.skipped:
             parts.append(f"not built ahead: {', '.join(self.skipped)}")
         if self.loaded:
@@ -484,6 +510,9 @@ class BuildAhead:
         self._thread: threading.Thread | None = None
         self._prefetcher: threading.Thread | None = None
         self._loader: threading.Thread | None = None
+        self._pusher: threading.Thread | None = None
+        self._tagged: set[str] = set()  # <registry>/<repository>:pyci-ahead tags made for the pushes
+        self._built: queue.SimpleQueue[Built | None] = queue.SimpleQueue()  # each build as it ends
         self._booted = threading.Event()
 
     # The run's side of it: start, note the boot, load, wait, close.
@@ -517,11 +546,17 @@ class BuildAhead:
         self._loader.start()
 
     def wait_loaded(self, timeout: float, cancel: threading.Event) -> None:
-        t0 = time.monotonic()
-        while self._loader is not None and self._loader.is_alive() and not cancel.is_set():
-            if time.monotonic() - t0 > timeout:
-                break
-            self._loader.join(0.1)
+        _join(self._loader, timeout, cancel)
+
+    def push_to(self, host: str) -> None:
+        """Push each image as its build ends into the run's own registry, once its host port is final
+        (kind still booting): tilt then pushes only what it changed, where compressing the base
+        layers again for every image cost most of its push time."""
+        self._pusher = threading.Thread(target=self._push, args=(host,), name="push-ahead", daemon=True)
+        self._pusher.start()
+
+    def wait_pushed(self, timeout: float, cancel: threading.Event) -> None:
+        _join(self._pusher, timeout, cancel)
 
     def close(self) -> None:
         """Stop reading builds still streaming (the daemon cancels them) and remove the tags; once."""
@@ -535,7 +570,10 @@ class BuildAhead:
                     response.close()
         if self._thread is not None:
             self._thread.join(5.0)
-        tags = {b.tag for b in self.profile.built}
+        if self._pusher is not None:
+            self._built.put(None)  # a pusher waiting for the next build stops waiting
+            self._pusher.join(5.0)
+        tags = {b.tag for b in self.profile.built} | self._tagged
         # Also what the daemon tagged after we stopped reading (a build cancelled late still ends):
         with contextlib.suppress(Exception):
             tags |= {t for t in images.tags(self.client, name=self.repository)
@@ -566,6 +604,7 @@ class BuildAhead:
                 thread.join()
             tags |= {b.ref: b.tag for b in self.profile.built if b.error is None}
         self.profile.ended = time.monotonic()
+        self._built.put(None)
 
     def _bounded(self, slots: threading.Semaphore, target: Target, built: Built,
                  deps: Mapping[str, str]) -> None:
@@ -581,6 +620,7 @@ class BuildAhead:
                 self.log(f"build ahead: {target.ref} not built ahead ({built.error}); tilt ci builds it")
             else:
                 self.log(f"build ahead: {target.ref} built in {built.seconds:.1f}s")
+                self._built.put(built)
 
     def _build(self, target: Target, built: Built, deps: Mapping[str, str]) -> None:
         if target.needs_session:
@@ -605,6 +645,36 @@ class BuildAhead:
                 response.close()
         if error:
             raise RuntimeError(error)
+
+    def _push(self, host: str) -> None:
+        """One push at a time: the first compresses the shared base layers, the next ones find them."""
+        t0 = time.monotonic()
+        while not self._closed.is_set():
+            built = self._built.get()
+            if built is None or self._closed.is_set():
+                break
+            repository = registry_repository(host, built.ref)
+            try:
+                self.api.tag(built.tag, repository, PUSH_TAG)
+                with self._lock:
+                    self._tagged.add(f"{repository}:{PUSH_TAG}")
+                error = None
+                for message in self.api.push(repository, tag=PUSH_TAG, stream=True, decode=True):
+                    if self._closed.is_set():
+                        break
+                    error = error or stream_error([message])
+            except Exception as e:  # noqa: BLE001 - tilt pushes for itself either way
+                error = _one_line(str(e) or type(e).__name__)
+            if error:
+                self.profile.push_errors.append(built.ref)
+                self.log(f"build ahead: push of {built.ref} to {repository} failed ({_one_line(error)}); "
+                         "tilt pushes it")
+            elif not self._closed.is_set():
+                self.profile.pushed.append(f"{repository}:{PUSH_TAG}")
+        self.profile.push_seconds = time.monotonic() - t0
+        if self.profile.pushed:
+            self.log(f"build ahead: pushed {len(self.profile.pushed)} images to {host} "
+                     f"in {self.profile.push_seconds:.1f}s")
 
     def _prefetch(self) -> None:
         """Third-party images: present, or pulled now (a pull that fails is tilt's and the
@@ -680,6 +750,14 @@ class BuildAhead:
         except (OSError, subprocess.TimeoutExpired) as e:
             return _one_line(str(e))
         return _one_line(done.stderr or done.stdout) if done.returncode != 0 else None
+
+
+def _join(thread: threading.Thread | None, timeout: float, cancel: threading.Event) -> None:
+    t0 = time.monotonic()
+    while thread is not None and thread.is_alive() and not cancel.is_set():
+        if time.monotonic() - t0 > timeout:
+            break
+        thread.join(0.1)
 
 
 def stream_error(messages: Iterable[Mapping[str, Any]]) -> str | None:

@@ -167,7 +167,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
             reg_stack.callback(ahead.close)
         reg_info, cluster_info = _concurrently(
             state,
-            lambda: registry.provision(s, client, where, reg_stack, cancel=state.cancel),
+            lambda: _registry(state, client, where, reg_stack, ahead, kind_network),
             lambda: provider.create(cluster_stack),
         )
     state.cluster_name = cluster_info.name
@@ -255,6 +255,20 @@ def _preflight(state: Run) -> None:
     raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
 
 
+def _registry(state: Run, client: Any, where: Any, stack: contextlib.ExitStack, ahead: BuildAhead | None,
+              kind_network: str) -> Any:
+    """The registry; with images to build ahead, also on kind's network as soon as kind makes it (its
+    port is final then), and the builds pushed into it while kind boots."""
+    from pyci import registry
+
+    info = registry.provision(state.settings, client, where, stack, cancel=state.cancel)
+    if ahead is not None and ahead.waves and info.mode == "local" and kind_network:
+        info = registry.join_network_when_made(client, info, kind_network, state.cancel)
+        if info.host:
+            ahead.push_to(info.host)
+    return info
+
+
 def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAhead | None:
     """Start building the preflight's image targets (and prefetching third-party images) while kind
     boots; None when there is no boot to overlap or nothing was read ahead (tilt ci builds as today).
@@ -299,6 +313,7 @@ def _await_ahead(state: Run, ahead: BuildAhead | None) -> None:
         return
     t0 = time.monotonic()
     ahead.wait(state.settings.timeout, state.cancel)
+    ahead.wait_pushed(state.settings.timeout, state.cancel)
     ahead.wait_loaded(state.settings.timeout, state.cancel)
     ahead.profile.waited = time.monotonic() - t0
     _check_cancel(state)

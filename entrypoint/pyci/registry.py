@@ -439,14 +439,30 @@ def join_cluster_network(
     """Put a local registry on the cluster's network, and return its info with the host port it has
     once there: Docker 20.10 re-picks an ephemeral (port 0) binding when the container joins a
     network, so a port read before that is stale and tilt's pushes would be refused."""
-    if info.mode != "local" or not (cluster.network and info.container_name):
+    return _join(client, info, cluster.network)
+
+
+def join_network_when_made(client: docker.DockerClient, info: RegistryInfo, network: str,
+                           cancel: threading.Event, timeout: float = 60.0) -> RegistryInfo:
+    """Join the network as soon as kind has made it (kind makes it before its nodes), so that the
+    registry's host port is final while kind still boots; unchanged info when it never appears."""
+    deadline = time.monotonic() + timeout
+    while not cancel.is_set() and time.monotonic() < deadline:
+        if any(n.name == network for n in client.networks.list(names=[network])):
+            return _join(client, info, network)
+        cancel.wait(0.25)  # kind makes it within a second of starting; no event stream for that
+    return info
+
+
+def _join(client: docker.DockerClient, info: RegistryInfo, network: str | None) -> RegistryInfo:
+    if info.mode != "local" or not (network and info.container_name):
         return info
-    connect_network(client, info.container_name, cluster.network)
+    connect_network(client, info.container_name, network)
     port = published_port(client.containers.get(info.container_name))
     if port == info.port:
         return info
     log.info("registry %s: docker moved its host port from %s to %d on joining %s",
-             info.container_name, info.port, port, cluster.network)
+             info.container_name, info.port, port, network)
     return dataclasses.replace(info, host=f"localhost:{port}", prefix=f"localhost:{port}", port=port)
 
 

@@ -55,6 +55,11 @@ def test_tilt_finds_the_images_built_ahead_cached(tmp_path: Path, node_image: st
         detail = stage.findtext("system-out") or ""
         assert "2/2 images built ahead" in detail and "tilt: 2/2 build steps cached" in detail, detail
         assert "during the" in detail and "cluster boot" in detail
+        # pushed into the run's registry while kind booted: tilt's pushes found every layer there
+        assert "2 pushed to the registry" in detail, detail
+        pushes = [line for line in tilt_log.splitlines()
+                  if "Layer already exists" in line or "Pushed" in line]
+        assert pushes and all("Layer already exists" in line for line in pushes), "\n".join(pushes)
         assert "build ahead" in (files / "summary").read_text()
 
         tags = re.search(r"build ahead: .*tags (pyci-ahead/[a-z0-9-]+):", log)

@@ -96,7 +96,7 @@ def ahead_tags(docker_client, run_id: str) -> list[str]:
             if t.startswith(f"{buildahead.AHEAD_REPOSITORY}/{run_id}:")]
 
 
-def test_tilt_finds_every_step_built_ahead_cached(app, docker_client) -> None:
+def test_tilt_finds_every_step_built_ahead_cached(app, docker_client, lab_registry) -> None:
     evaluation = tiltfile.evaluate(app["dir"] / "Tiltfile")
     planned = buildahead.plan(evaluation)
     assert planned is not None, evaluation
@@ -109,9 +109,13 @@ def test_tilt_finds_every_step_built_ahead_cached(app, docker_client) -> None:
                                   lines.append)
     try:
         ahead.start()
+        ahead.push_to(lab_registry.host)
         ahead.wait(300, threading.Event())
+        ahead.wait_pushed(300, threading.Event())
         assert [b.error for b in ahead.profile.built] == [None, None, None], lines
         assert len(ahead_tags(docker_client, run_id)) == 3
+        assert sorted(ahead.profile.pushed) == [f"{lab_registry.host}/{name}:pyci-ahead" for name in
+                                                ("ahead-app", "ahead-base", "ahead-multi")], lines
 
         settings = Settings(tiltfile=app["dir"] / "Tiltfile", timeout=180, progress_interval=5)
         out = tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append)
@@ -120,6 +124,17 @@ def test_tilt_finds_every_step_built_ahead_cached(app, docker_client) -> None:
     finally:
         ahead.close()
     assert ahead_tags(docker_client, run_id) == []  # the throwaway tags go, tilt's images stay its own
+    pushed_tags = [t for i in docker_client.images.list() for t in i.tags if t.endswith(":pyci-ahead")]
+    assert not [t for t in pushed_tags if t.startswith(lab_registry.host + "/")], pushed_tags
+
+    # tilt's pushes found the layers pushed ahead: the image built identically (multi) pushed nothing,
+    # the control image, not built ahead, pushed its own layer.
+    def pushes(resource: str) -> list[str]:
+        return [line for line in log.splitlines() if line.strip().startswith(resource)
+                and ("Layer already exists" in line or "Pushed" in line)]
+    multi = pushes("multi")
+    assert multi and all("Layer already exists" in line for line in multi), multi
+    assert any("Pushed" in line for line in pushes("control")), pushes("control")
 
     steps = [line.strip() for line in log.splitlines() if buildahead._TILT_STEP.search(line)
              and " FROM " not in line and "[done: " not in line]

@@ -223,3 +223,23 @@ def test_stream_error_finds_the_daemons_error_and_skips_progress() -> None:
     assert buildahead.stream_error(ok) is None
     failed = [*ok, {"errorDetail": {"message": "COPY failed: x not found"}, "error": "COPY failed"}]
     assert buildahead.stream_error(failed) == "COPY failed: x not found"
+
+
+# --- the repository tilt pushes to, so that its push finds the layers pushed ahead ---
+@pytest.mark.parametrize(("ref", "repository"), [
+    ("shop-cart", "localhost:5001/shop-cart"),
+    ("shop-cart:dev", "localhost:5001/shop-cart"),
+    ("docker.io/library/app", "localhost:5001/app"),
+    ("docker.io/acme/app", "localhost:5001/acme_app"),
+    ("gcr.io/acme/app@sha256:" + "0" * 64, "localhost:5001/gcr.io_acme_app"),
+    ("localhost:5001/already/there", "localhost:5001/already/there"),  # tilt leaves those as they are
+])
+def test_registry_repository_is_tilts_name_for_the_ref(ref: str, repository: str) -> None:
+    assert buildahead.registry_repository("localhost:5001", ref) == repository
+
+
+def test_profile_says_what_was_pushed_ahead() -> None:
+    profile = Profile(pushed=["localhost:5001/a:pyci-ahead", "localhost:5001/b:pyci-ahead"],
+                      push_seconds=3.25, push_errors=["c"])
+    said = "2 pushed to the registry in 3.2s (tilt's pushes find their layers there), 1 not"
+    assert said in profile.describe()
