@@ -112,9 +112,10 @@ INPUTS: tuple[InputSpec, ...] = (
               "An existing cluster is reused only when named here."),
     InputSpec("kind-config", "", "A kind config file merged under pyci's own."),
     InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default."),
-    InputSpec("build-ahead", "true", "Build the Tiltfile's images while the cluster boots, so `tilt ci` "
-              "finds them cached, and pull the third-party images the manifests name. Either way, those "
-              "the daemon has are loaded into the kind nodes."),
+    InputSpec("build-ahead", "true", "Build the Tiltfile's images while the cluster boots (and push them "
+              "into the local registry), so `tilt ci` finds them cached and pushed, and pull the "
+              "third-party images the manifests name. Either way, those the daemon has are loaded into "
+              "the kind nodes."),
     InputSpec("kubeconfig", "", "Kubeconfig of an existing cluster; empty: KUBECONFIG or ~/.kube/config."),
     InputSpec("registry", "local", "`local` (a registry container), `none`, or a remote host[:port]/path."),
     InputSpec("registry-username", "", "User name for a remote registry."),
