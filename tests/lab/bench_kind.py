@@ -138,6 +138,7 @@ class Runner:
         self.prefix = f"bench-{os.getpid()}"
         self.clusters: list[str] = []
         self.registries: list[str] = []
+        self.ports: list[int] = []  # plain registries' host ports: tilt's tags carry them
         self.count = 0
 
     # --- helpers ------------------------------------------------------------------------------------
@@ -211,6 +212,7 @@ class Runner:
         port = free_port()
         t0 = time.monotonic()
         self.registries.append(reg)
+        self.ports.append(port)
         self.clusters.append(name)
         ok, note = False, ""
         try:
@@ -316,6 +318,8 @@ class Runner:
         for reg in list(self.registries):
             subprocess.run(["docker", "rm", "-f", "-v", reg], capture_output=True, env=self.env, timeout=60,
                            check=False)
+        for port in self.ports:  # an interrupted plain run's tilt tags (seen: left after a Ctrl-C)
+            self.untag(port)
 
 
 def stage_seconds(junit: Path) -> dict[str, float]:
