@@ -136,6 +136,13 @@ def pytest(tree: Path, tests: Sequence[str], env: Mapping[str, str]) -> tuple[in
     return done.returncode, done.stdout + done.stderr
 
 
+def local_tags() -> set[str]:
+    """The daemon's localhost:<port>/... tags: a mutant that keeps tilt's tags leaves them here."""
+    done = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    return {t for t in done.stdout.split() if t.startswith("localhost:")}
+
+
 def failed_ids(output: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^(?:FAILED|ERROR) (\S+?)(?: - .*)?$", output, re.M)}
 
@@ -180,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (tree.parent / "shared").symlink_to(shared)
             apply(mutant, tree)
             t0 = time.monotonic()
+            before = local_tags()
             caught, detail = check(mutant, tree)
+            left = sorted(local_tags() - before)  # what the broken product left: swept, not kept
+            if left:
+                subprocess.run(["docker", "rmi", *left], capture_output=True, timeout=120, check=False)
             rows.append((mutant.name, "caught" if caught else "MISSED", time.monotonic() - t0, mutant.why,
                          detail.splitlines()[0] if caught else detail))
             print(f"{mutant.name}: {'caught' if caught else 'MISSED'} in {rows[-1][2]:.0f}s: {mutant.why}"
