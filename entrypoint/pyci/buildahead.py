@@ -49,7 +49,6 @@ BUILD_TIMEOUT = 1800.0  # seconds a single build may stream before the read give
 PULL_TIMEOUT = 300.0
 KIND_LOAD_TIMEOUT = 600.0
 PUSH_TAG = "pyci-ahead"  # <registry>/<tilt's repository>:pyci-ahead: the layers tilt's push then finds
-PUSH_TIMEOUT = 600.0
 # The Dockerfile, when the context has no file with its exact contents (tilt sends it on the side).
 SIDE_DOCKERFILE = ".pyci-ahead.Dockerfile"
 # `api │ [2/2] COPY server.py /app/server.py [cached]`: a Dockerfile step as tilt's log prints it.
@@ -373,10 +372,7 @@ def build_params(target: Target, tag: str, dockerfile: str, run_id: str) -> dict
 def registry_repository(host: str, ref: str) -> str:
     """The repository tilt pushes `ref` to in a local registry at `host` (tilt's replaceRegistry:
     the familiar name, with / : @ escaped as _), so that its push finds every layer already there."""
-    name = ref.split("@", 1)[0]
-    slash, colon = name.rfind("/"), name.rfind(":")
-    if colon > slash:
-        name = name[:colon]
+    name, _ = _split_tag(ref.split("@", 1)[0])
     for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
         if name.startswith(prefix):
             name = name[len(prefix):]
@@ -531,11 +527,9 @@ class BuildAhead:
     def wait(self, timeout: float, cancel: threading.Event) -> None:
         """Until every build ended (tilt would only build the same again) or the timeout."""
         t0 = time.monotonic()
-        while self._thread is not None and self._thread.is_alive() and not cancel.is_set():
-            if time.monotonic() - t0 > timeout:
-                self.log(f"build ahead: still building after {timeout:.0f}s; tilt ci starts anyway")
-                break
-            self._thread.join(0.1)
+        _join(self._thread, timeout, cancel)
+        if self._thread is not None and self._thread.is_alive() and not cancel.is_set():
+            self.log(f"build ahead: still building after {timeout:.0f}s; tilt ci starts anyway")
         self.profile.waited = time.monotonic() - t0
 
     def load_into_kind(self, cluster: str, kind_bin: str = "kind") -> None:
