@@ -462,6 +462,7 @@ def cleanup(
     deleted: set[str] = set()
     registry_ports = {port for container in containers for port in _registry_ports(container)}
     for container in containers:
+        problems += _stop_forwarders(container.name, dry_run)
         problems += _attempt(
             functools.partial(container.remove, force=True, v=True),
             dry_run,
@@ -507,6 +508,21 @@ def cleanup(
     for workdir in _workdirs(runs - {""}):  # the run's kubeconfigs, when it ran on this machine
         problems += _attempt(functools.partial(shutil.rmtree, workdir), dry_run,
                              f"{verb} temporary folder {workdir}", f"folder {workdir}")
+    return problems
+
+
+def _stop_forwarders(container: str, dry_run: bool) -> list[str]:
+    """A REMOTE run's local socat forwarders into its socat container: a run killed with SIGKILL
+    leaves them listening on this machine (where `pyci cleanup` runs, as the run did)."""
+    from pyci import network
+
+    if not container.endswith(network.SOCAT_SUFFIX):
+        return []
+    problems: list[str] = []
+    for pid in network.orphan_forwarders(container):
+        what = f"socat forwarder {pid} (into {container})"
+        problems += _attempt(functools.partial(network.stop_orphan_forwarder, pid), dry_run,
+                             f"{'would stop' if dry_run else 'stopped'} {what}", what)
     return problems
 
 

@@ -52,11 +52,15 @@ def make_reachable(
     stack: contextlib.ExitStack,
     *,
     socat_image: str = DEFAULT_SOCAT_IMAGE,
+    labels: dict[str, str] | None = None,
 ) -> Reachability:
+    """`labels`: the run's own (managed, run id, cluster), put on the forwarding container so that
+    `pyci cleanup --run-id` finds it after a run that was killed."""
     if topology.kind is Kind.SIBLING:
         return _sibling(client, topology, cluster, registry, stack)
     if topology.kind is Kind.REMOTE:
-        return _remote(client, cluster, registry, stack, socat_image)
+        run_labels = labels or {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster.name}
+        return _remote(client, cluster, registry, stack, socat_image, run_labels)
     host = f"localhost:{registry.port}" if registry.mode == "local" else registry.host or ""
     return Reachability(cluster.kubeconfig, host)
 
@@ -107,14 +111,15 @@ def _remote(
     registry: RegistryInfo,
     stack: contextlib.ExitStack,
     socat_image: str,
+    labels: dict[str, str],
 ) -> Reachability:
     kubeconfig_doc = yaml.safe_load(cluster.kubeconfig.read_text())
     api_port = loopback_server_port(kubeconfig_doc, cluster.context)
     wanted = [p for p in (api_port, registry.port if registry.mode == "local" else None) if p]
     if not wanted:
         return Reachability(cluster.kubeconfig, registry.host or "")
-    name = f"{cluster.name}-pyci-socat"
-    start_socat_container(client, name, socat_image, {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster.name})
+    name = socat_container_name(cluster.name)
+    start_socat_container(client, name, socat_image, labels)
     stack.callback(registry_mod.remove_container, client, name)
     local: dict[int, int] = {}
     for port in wanted:
@@ -158,6 +163,13 @@ def rewrite_server(doc: dict[str, Any], context: str, server: str) -> dict[str, 
         if entry["cluster"].get("server") == target["server"]:
             entry["cluster"]["server"] = server
     return dict(out)
+
+
+def socat_container_name(cluster_name: str) -> str:
+    return f"{cluster_name}{SOCAT_SUFFIX}"
+
+
+SOCAT_SUFFIX = "-pyci-socat"
 
 
 def start_socat_container(client: docker.DockerClient, name: str, image: str, labels: dict[str, str]) -> None:
@@ -273,3 +285,45 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+# --- forwarders a killed run left ------------------------------------------------------------------
+
+
+def orphan_forwarders(container: str, proc: Path = Path("/proc")) -> list[int]:
+    """The local socat forwarders that pipe into `container` (a run's socat container), by their
+    command line: a run killed with SIGKILL leaves them listening, in sessions of their own.
+
+    Only processes that are socat and exec into exactly that container: nothing else is touched."""
+    needle = f"exec -i {container} socat "
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        words = [a.decode(errors="replace") for a in argv if a]
+        if words and os.path.basename(words[0]) == "socat" and any(needle in w for w in words[1:]):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def stop_orphan_forwarder(pid: int, timeout: float = 5.0) -> None:
+    """Stop a forwarder and its per-connection children (its process group: it leads its session)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+                return
+            time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

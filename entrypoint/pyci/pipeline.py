@@ -185,7 +185,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     testhook.pause("connect")
     with state.stage("connect"):
         reach = network.make_reachable(client, where, cluster_info, reg_info, stack,
-                                       socat_image=s.socat_image)
+                                       socat_image=s.socat_image, labels=registry.labels(s))
         state.kubeconfig = str(reach.kubeconfig)
         api = _api_client(reach.kubeconfig)
         stack.callback(api.close)

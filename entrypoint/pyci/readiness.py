@@ -281,8 +281,12 @@ def pod_problem(pod: Mapping[str, Any], max_restarts: int) -> Problem | None:
             last_term.get("reason") == "OOMKilled"
             or (state.get("terminated") or {}).get("reason") == "OOMKilled"
         ):
-            msg = f"container {container} of pod {name} was OOMKilled ({restarts} restarts)"
-            fatal = restarts > max_restarts
+            # Killed for memory before it was ever Ready: the next try needs the same memory, so
+            # it fails at its first back-off, as a crash at start does.
+            at_start = w_reason == "CrashLoopBackOff" and never_ready(pod, last_term.get("startedAt"))
+            msg = f"container {container} of pod {name} was OOMKilled"
+            msg += f" on start ({restarts} restarts)" if at_start else f" ({restarts} restarts)"
+            fatal = at_start or restarts > max_restarts
             return Problem("OOMKilled", msg, fatal, name, container, previous_logs=True)
         if w_reason == "CrashLoopBackOff" or (restarts > 0 and last_term):
             code = last_term.get("exitCode")

@@ -10,21 +10,29 @@ Tiltfile's token in no log or artifact. The full matrix (~50 runs) is `tools/can
 Then SIGKILL of the whole run at three stages (a fourth, during kind create, is test_kind_share's)
 followed by `pyci cleanup --run-id`: nothing left, and a kind cluster a user made by hand on the
 same daemon survives every one of them.
+
+And a REMOTE run (pyci in a network namespace that reaches the daemon only over TCP, as CircleCI's
+setup_remote_docker; the API server and registry through socat forwarders): SIGTERM, and SIGKILL
+then `pyci cleanup --run-id` from the same namespace: no forwarder, no socat container left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import LAB_BIN, lab_tool
+from tests.e2e.test_kind import without_kind_network
+from tests.integration._pyci_helpers import RemoteDaemon, remote_daemon_lab
 from tests.lab import cancel
 
 SUBSET = [
@@ -62,11 +70,12 @@ def test_cancel_leaves_nothing(point: str, how: str, tmp_path: Path, node_image:
 
 # --- SIGKILL, then pyci cleanup -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def users_cluster(node_image: str):
+def users_cluster(node_image: str, docker_client):
     """A kind cluster made by hand, as a user would, on the same daemon; it must outlive every case."""
     name = f"e2e-user-{uuid.uuid4().hex[:6]}"
     env = cancel.env_with_lab()
     kind = str(lab_tool("kind"))
+    had_kind_network = bool(docker_client.networks.list(names=["kind"]))
     done = subprocess.run([kind, "create", "cluster", "--name", name, "--image", node_image, "--wait", "0s"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -74,6 +83,8 @@ def users_cluster(node_image: str):
         yield name
     finally:
         subprocess.run([kind, "delete", "cluster", "--name", name], env=env, capture_output=True, timeout=120)
+        if not had_kind_network:  # kind made its network for this cluster; kind delete leaves it
+            without_kind_network(docker_client)
 
 
 # kind-middle: tests/e2e/test_kind_share.py (SIGKILL during kind create, then pyci cleanup).
@@ -121,3 +132,77 @@ def kind_clusters() -> list[str]:
     done = subprocess.run([str(LAB_BIN / "kind"), "get", "clusters"], capture_output=True, text=True,
                           timeout=60)
     return done.stdout.split()
+
+
+# --- a REMOTE run: its socat forwarders and socat container ----------------------------------------
+@pytest.fixture
+def remote_daemon() -> Iterator[RemoteDaemon]:
+    with remote_daemon_lab() as daemon:
+        yield daemon
+
+
+def forwarders_of(cluster: str) -> list[str]:
+    """This machine's processes that forward into the run's socat container (the local socats and the
+    `docker exec` each connection forks)."""
+    return cancel.processes_mentioning([f"{cluster}-pyci-socat"])
+
+
+def test_sigterm_of_a_remote_run_stops_its_forwarders(tmp_path: Path, node_image: str,
+                                                      remote_daemon: RemoteDaemon) -> None:
+    case = cancel.run_case("readiness", "SIGTERM", tmp_path, node_image=node_image, remote=remote_daemon,
+                           keep_log=True)
+    print(f"{case.row()}  (remote)")
+    assert "topology: remote" in case.log, case.log[-3000:]
+    assert "forwarding 127.0.0.1:" in case.log, case.log[-3000:]  # the forwarders were up when cut
+    assert not case.problem, case.problem + "\n" + case.log[-4000:]
+    assert case.exit_code == 130, case.log[-3000:]
+    assert case.seconds is not None and case.seconds <= cancel.LIMIT, case.log[-3000:]
+    assert case.leftovers == [], case.log[-3000:]
+
+
+def test_sigkill_of_a_remote_run_then_pyci_cleanup_stops_its_forwarders(
+        tmp_path: Path, node_image: str, remote_daemon: RemoteDaemon) -> None:
+    tag = uuid.uuid4().hex[:6]
+    cluster, network = f"cr-{tag}", f"pyci-cr-{tag}"
+    app = cancel.make_app(tmp_path)
+    remote_env = {"DOCKER_HOST": remote_daemon.docker_host}
+    env = cancel.env_with_lab({**os.environ, **cancel.github_files(tmp_path), **remote_env,
+                               "KIND_EXPERIMENTAL_DOCKER_NETWORK": network,
+                               "PYCI_TEST_PAUSE_AT": "readiness"})
+    cmd = cancel.pyci_command(["run", *cancel.pyci_args(app, tmp_path, cluster, node_image)], remote_daemon)
+    # SIGKILL of pyci alone: its forwarders lead sessions of their own and outlive it.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    output = cancel.Output(proc.stdout)
+    run_id = None
+    try:
+        assert output.wait_for("pyci-test-hook: paused at readiness", 300), output.text()[-3000:]
+        assert "topology: remote" in output.text(), output.text()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        output.thread.join(timeout=10)
+        run_id = cancel._run_id(cluster, output.text())
+        assert run_id, output.text()[-2000:]
+        ports = cancel.registry_ports(output.text())
+        orphans = forwarders_of(cluster)
+        assert orphans, "the killed run left no forwarder: the point was not really reached"
+        before = cancel.leftovers(cluster, network, run_id, ports, [cluster])
+        t0 = time.monotonic()
+        done = subprocess.run(cancel.pyci_command(["cleanup", "--run-id", run_id], remote_daemon),
+                              env=cancel.env_with_lab({**os.environ, **remote_env}),
+                              capture_output=True, text=True, timeout=300)
+        took = time.monotonic() - t0
+        print(f"remote: SIGKILL left {before} and {len(orphans)} forwarder processes; "
+              f"pyci cleanup took {took:.1f}s:\n{done.stdout}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "stopped socat forwarder" in done.stdout, done.stdout
+        assert f"removed container {cluster}-pyci-socat" in done.stdout, done.stdout
+        assert forwarders_of(cluster) == [], done.stdout
+        assert cancel.leftovers(cluster, network, run_id, ports, [cluster, str(app)]) == [], done.stdout
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in forwarders_of(cluster):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid.split()[0]), signal.SIGKILL)
+        cancel.sweep(cluster, network, run_id, cancel.registry_ports(output.text()))

@@ -23,6 +23,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -164,11 +165,42 @@ def shared_cluster(node_image: str, docker_client, tmp_path_factory) -> Iterator
             without_kind_network(docker_client)
 
 
+@pytest.fixture(scope="module")
+def shared_kubeconfig(shared_cluster: str, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("shared-kubeconfig") / "kubeconfig"
+    env = dict(os.environ, PATH=f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ['PATH']}")  # docker exec
+    done = subprocess.run([str(lab_tool("kind")), "get", "kubeconfig", "--name", shared_cluster],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    path.write_text(done.stdout)
+    path.chmod(0o600)
+    return path
+
+
+def first_pod_start(kubeconfig: Path, namespace: str) -> float:
+    """When the namespace's first pod started (its status.startTime: the kubelet took it, just
+    before its first container ran), in seconds since the epoch."""
+    done = subprocess.run([str(lab_tool("kubectl")), "--kubeconfig", str(kubeconfig), "get", "pods", "-n",
+                           namespace, "-o", "jsonpath={.items[*].status.startTime}"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split(), done.stderr
+    return min(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in done.stdout.split())
+
+
+# Crash-at-start ways: the run must be over within 30 s of the pod's start (issue 11: the first
+# CrashLoopBackOff fails it; max-restarts bounds only containers that were once Ready).
+CRASH_AT_START = {"crash-statefulset", "crash-deployment", "oom"}
+CRASH_BOUND = 30.0
+
 # way -> (the component that fails, the failure types allowed, words its report must carry, the
 # namespace the readiness watch looks at: an earlier way's crash loop stays on the shared cluster)
 BREAKAGES = {
     "crash-statefulset": ("ledger", {"CrashLoopBackOff", "Error"}, "ledger: cannot open /data/ledger.db",
                           "brk-statefulset"),
+    "crash-deployment": ("api", {"CrashLoopBackOff", "Error"}, "api: cannot bind 0.0.0.0:8080", "brk-crash"),
+    "pull-error": ("cache", {"ImagePullBackOff"}, "registry.invalid/pyci/cache:1.0", "brk-pull"),
+    "oom": ("indexer", {"OOMKilled"}, "OOMKilled", "brk-oom"),
+    "unschedulable": ("gpu-worker", {"Unschedulable"}, "cannot be scheduled", "brk-sched"),
     "failed-job": ("migrate", {"JobFailed", "PodFailed"}, "migrate: relation orders already exists",
                    "brk-job"),
     "local-bash": ("seed", {"BuildFailed"}, "exit status 3", "brk-none"),
@@ -178,22 +210,27 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("way", sorted(BREAKAGES))
-def test_each_breakage_fails_the_run_with_its_own_reason(way: str, shared_cluster: str, image: str,
-                                                         names: list[str], tmp_path: Path, node_image: str,
-                                                         docker_client) -> None:
+def test_each_breakage_fails_the_run_with_its_own_reason(
+        way: str, shared_cluster: str, shared_kubeconfig: Path, image: str, names: list[str], tmp_path: Path,
+        node_image: str, docker_client) -> None:
     component, types, words, namespace = BREAKAGES[way]
     started = time.monotonic()
     done, commands, workspace = as_github_action(
         tmp_path, names, image, "breakages", node_image,
         **{"tilt-args": f"{BASE} --break={way}", "cluster-name": shared_cluster, "max-restarts": "1",
            "namespaces": namespace})
-    wall = time.monotonic() - started
+    wall, ended = time.monotonic() - started, time.time()
     log = done.stdout + done.stderr
     assert done.returncode == 1, log[-6000:]
     out = read_outputs(commands / "set_output")
     assert out["result"] == "failure", out
     junit_path = workspace / out["junit"].removeprefix("/github/workspace/")
-    print(f"breakage {way}: exit 1 in {wall:.1f} s; stages: {stage_times(junit_path)}")
+    after_start = ""
+    if way in CRASH_AT_START:
+        since_pod = ended - first_pod_start(shared_kubeconfig, namespace)
+        after_start = f", {since_pod:.1f} s after its pod started"
+        assert since_pod <= CRASH_BOUND, f"{way}: the run ended {since_pod:.1f} s after the pod started"
+    print(f"breakage {way}: exit 1 in {wall:.1f} s{after_start}; stages: {stage_times(junit_path)}")
     failed = {c.get("name"): c for c in ET.parse(junit_path).getroot().iter("testcase")
               if c.find("failure") is not None}
     assert list(failed) == [component], sorted(failed)

@@ -227,3 +227,36 @@ def test_sibling_in_another_containers_network_joins_through_that_container(dock
     finally:
         job.remove(force=True)
         net.remove()
+
+
+def test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left(docker_client, lab_images):
+    """A REMOTE run killed with SIGKILL leaves its socat container on the daemon and its local socat
+    forwarders listening here (each leads a session of its own): `pyci cleanup --run-id` removes both,
+    and a forwarder of another run stays."""
+    import socket
+
+    from pyci import cli
+    from pyci.settings import LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN
+
+    run_id, other_run = unique("it-fwd"), unique("it-fwd")
+    names = {run: network.socat_container_name(unique("it-killed")) for run in (run_id, other_run)}
+    forwarders = {}
+    with contextlib.ExitStack() as stack:
+        for run, name in names.items():
+            labels = {LABEL_MANAGED: "true", LABEL_RUN: run, LABEL_CLUSTER: name.removesuffix("-pyci-socat")}
+            network.start_socat_container(docker_client, name, lab_images.socat, labels)
+            stack.callback(registry.remove_container, docker_client, name)
+            forwarders[run] = network.start_forwarder(name, 9, network.choose_local_port(40000))
+            stack.callback(network.stop_process, forwarders[run].process)
+        assert network.orphan_forwarders(names[run_id]) == [forwarders[run_id].process.pid]
+
+        assert cli.cleanup(docker_client, run_id) == []
+        assert forwarders[run_id].process.wait(10) is not None  # stopped (pyci's own child here)
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(names[run_id])
+        with socket.socket() as probe:  # its port is free again
+            probe.bind(("127.0.0.1", forwarders[run_id].local_port))
+        assert network.orphan_forwarders(names[run_id]) == []
+        # The other run's forwarder and container are untouched.
+        assert forwarders[other_run].process.poll() is None
+        assert docker_client.containers.get(names[other_run]).status == "running"

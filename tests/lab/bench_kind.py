@@ -14,7 +14,12 @@ Methods
             `pyci run --build-ahead false`, only when pyci has that input: no builds or pulls ahead,
             but the third-party images the daemon has are still loaded into the node, as the plain
             recipe does (before that, examples/shop failed here: ErrImagePull for its db image).
-  ctlptl    not available: the Go module proxy answers 403 for github.com/tilt-dev/ctlptl (README).
+  ctlptl    tilt-dev/ctlptl's own set-up, when PYCI_BENCH_CTLPTL names a ctlptl binary: one
+            `ctlptl apply` of a Registry (the lab's registry image, loopback) and a kind Cluster wired
+            to it (the lab's node image via kindExtraCreateArguments), `kind load docker-image` for the
+            third-party images, `tilt ci`; then `ctlptl delete` of both. The Go module proxy answers 403
+            for github.com/tilt-dev/ctlptl, so it cannot be installed here: build it from a source
+            snapshot (README, "The benchmark") and point PYCI_BENCH_CTLPTL at it.
 Apps: examples/hello (2 images), examples/shop (4 images, a third-party db), and for the time to a
 failing verdict examples/broken (an api that crashes on start).
 
@@ -111,10 +116,17 @@ def pyci_has(input_name: str) -> bool:
     return input_name in schema.get("properties", {})
 
 
+def ctlptl_binary() -> str | None:
+    path = os.environ.get("PYCI_BENCH_CTLPTL", "")
+    return path if path and os.access(path, os.X_OK) else None
+
+
 def methods() -> list[str]:
     names = ["plain", "pyci"]
     if pyci_has("build-ahead"):
         names.append("pyci-no-build-ahead")
+    if ctlptl_binary():
+        names.append("ctlptl")
     return names
 
 
@@ -181,7 +193,7 @@ class Runner:
 
     def next_name(self, method: str, app: str) -> str:
         self.count += 1
-        short = {"plain": "plain", "pyci": "pyci", "pyci-no-build-ahead": "pycinb"}[method]
+        short = {"pyci-no-build-ahead": "pycinb"}.get(method, method)
         return f"{self.prefix}-{self.count}-{short}-{app}"
 
     # --- one run ------------------------------------------------------------------------------------
@@ -195,6 +207,8 @@ class Runner:
         try:
             if method == "plain":
                 verdict, total, ok, phases, note = self.plain(app, examples / app.name, name, log)
+            elif method == "ctlptl":
+                verdict, total, ok, phases, note = self.ctlptl(app, examples / app.name, name, log)
             else:
                 verdict, total, ok, phases, note = self.pyci(app, examples / app.name, name, log, run_dir,
                                                              build_ahead=method == "pyci")
@@ -255,6 +269,46 @@ class Runner:
         self.timed(phases, "cleanup", lambda: self.delete_plain(name, reg, log, kube))
         total = time.monotonic() - t0
         self.untag(port)  # not part of the recipe (a CI machine is thrown away): untimed
+        return verdict, total, ok, phases, note
+
+    def ctlptl(self, app: App, src: Path, name: str, log: Path
+               ) -> tuple[float, float, bool, dict[str, float], str]:
+        ctlptl = ctlptl_binary() or "ctlptl"
+        phases: dict[str, float] = {}
+        kube = {"KUBECONFIG": str(log.with_suffix(".kubeconfig"))}
+        reg, port = f"{name}-registry", free_port()
+        # ctlptl names a kind cluster by its kube context: kind-<name> is kind cluster <name>.
+        doc = (f"apiVersion: ctlptl.dev/v1alpha1\nkind: Registry\nname: {reg}\nport: {port}\n"
+               f"listenAddress: 127.0.0.1\nimage: {REGISTRY_IMAGE}\n---\n"
+               f"apiVersion: ctlptl.dev/v1alpha1\nkind: Cluster\nproduct: kind\nname: kind-{name}\n"
+               f"registry: {reg}\nkindExtraCreateArguments: [--image, {NODE_IMAGE}]\n")
+        t0 = time.monotonic()
+        self.registries.append(reg)
+        self.ports.append(port)
+        self.clusters.append(name)
+        ok, note = False, ""
+        try:
+            self.timed(phases, "ctlptl apply", lambda: self.run([ctlptl, "apply", "-f", "-"], log, stdin=doc,
+                                                               extra_env=kube))
+            for image in app.third_party:
+                load = ["kind", "load", "docker-image", image, "--name", name]
+                self.timed(phases, "kind load", functools.partial(self.run, load, log))
+            code = self.timed(phases, "tilt ci", lambda: self.run(
+                ["tilt", "ci", "--timeout", TIMEOUT, "--port", str(free_port()), "--", *TILT_ARGS], log,
+                check=False, cwd=src, extra_env=kube))
+            ok = (code == 0) == app.healthy
+            note = "" if ok else f"tilt ci exited {code}"
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            note = str(e)
+        verdict = time.monotonic() - t0
+
+        def delete() -> None:
+            self.run([ctlptl, "delete", "-f", "-"], log, check=False, stdin=doc, extra_env=kube)
+            self.delete_plain(name, reg, log, kube)  # whatever ctlptl left (nothing, when it works)
+
+        self.timed(phases, "cleanup", delete)
+        total = time.monotonic() - t0
+        self.untag(port)
         return verdict, total, ok, phases, note
 
     def delete_plain(self, name: str, reg: str, log: Path, kube: dict[str, str]) -> None:
@@ -370,7 +424,11 @@ def main(reps: int, apps: list[str], fail_reps: int, only: list[str] | None, kee
           f"broken x {fail_reps}; skipped {sorted(f'{a}:{m}' for a, m in skip) or 'none'}; "
           f"node {NODE_IMAGE}; logs in {work}", flush=True)
     print(f"pyci under test: {REPO / 'entrypoint' / 'pyci'}; load now {os.getloadavg()[0]:.1f}")
-    print("ctlptl: not benchmarked (github.com/tilt-dev/ctlptl: 403 Forbidden from the Go module proxy)")
+    if "ctlptl" in chosen:
+        print(f"ctlptl: {ctlptl_binary()} (built from a source snapshot: the Go module proxy answers 403)")
+    else:
+        print("ctlptl: not benchmarked: set PYCI_BENCH_CTLPTL to a ctlptl binary (github.com/tilt-dev/"
+              "ctlptl: 403 Forbidden from the Go module proxy, so build it from a source snapshot)")
     started = time.monotonic()
     try:
         last = 0.0
@@ -403,6 +461,9 @@ def main(reps: int, apps: list[str], fail_reps: int, only: list[str] | None, kee
     print(benchstats.load_line(samples))
     for r in benchstats.ratios(broken) + benchstats.ratios(green):
         print(r)
+    if "ctlptl" in chosen:  # pyci against ctlptl's set-up too
+        for r in benchstats.ratios([s for s in broken + green if s.method in ("pyci", "ctlptl")], "ctlptl"):
+            print(r)
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
         for f in work.glob("*.log"):

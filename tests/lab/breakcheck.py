@@ -96,6 +96,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ' if line.strip()]\n',
         "        return []  # MUTANT\n"),
     Mutant(
+        "forwarders-orphaned", "`pyci cleanup` leaves the socat forwarders of a killed REMOTE run listening",
+        ("tests/integration/test_network.py::test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left",),
+        "entrypoint/pyci/cli.py",
+        "        problems += _stop_forwarders(container.name, dry_run)\n",
+        "        pass  # MUTANT\n"),
+    Mutant(
+        "oom-at-start-waits", "a container OOM-killed before it was ever Ready waits out max-restarts",
+        ("tests/unit/test_readiness.py::test_an_oom_kill_at_start_fails_at_the_first_back_off",),
+        "entrypoint/pyci/readiness.py",
+        "            fatal = at_start or restarts > max_restarts\n            return Problem(\"OOMKilled\"",
+        "            fatal = restarts > max_restarts\n            return Problem(\"OOMKilled\""),
+    Mutant(
         "leftover-check-blind", "the Docker daemon does not answer the suite's leftover check",
         (), env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
         expect_output="LEFTOVER CHECK FAILED: the Docker daemon did not answer"),

@@ -115,7 +115,8 @@ def make_app(where: Path, fail: bool = False, token: str = "") -> Path:
 
 def pyci_args(app: Path, out: Path, cluster: str, node_image: str, *extra: str) -> list[str]:
     return ["--working-directory", str(app), "--cluster-name", cluster, "--node-image", node_image,
-            "--registry-image", "pyci-lab/registry:latest", "--junit", str(out / "junit.xml"),
+            "--registry-image", "pyci-lab/registry:latest", "--socat-image", "pyci-lab/socat:latest",
+            "--junit", str(out / "junit.xml"),
             "--artifacts-dir", str(out / "artifacts"), "--timeout", "3m", "--wait-timeout", "2m",
             "--tilt-args=--base-image=pyci-lab/base:latest", *extra]
 
@@ -219,7 +220,7 @@ def registry_ports(log: str) -> set[int]:
 
 def pushed_tag(ports: set[int]) -> bool:
     tags = docker("images", "--format", "{{.Repository}}").stdout.split()
-    return any(t.startswith(f"localhost:{p}/") for t in tags for p in ports)
+    return any(t.startswith((f"localhost:{p}/", f"127.0.0.1:{p}/")) for t in tags for p in ports)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bool]) -> bool:
@@ -255,12 +256,18 @@ def leftovers(cluster: str, network: str, run_id: str | None, ports: set[int], m
     if cluster in kind.stdout.split():
         left.append(f"kind cluster {cluster}")
     tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    left += [f"tag {t}" for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)
-             or (run_id and t.startswith(f"pyci-ahead/{run_id}:"))]
+    left += [f"tag {t}" for t in tags if _run_tag(t, ports, run_id)]
     left += [f"process {p}" for p in processes_mentioning(marks)]
     if run_id:
         left += [f"folder {p}" for p in Path(tempfile.gettempdir()).glob(f"pyci-{run_id}-*")]
     return left
+
+
+def _run_tag(tag: str, ports: set[int], run_id: str | None) -> bool:
+    """A tag of the run's: tilt's pushes to its registry (a REMOTE run reaches it as 127.0.0.1), or
+    build-ahead's throwaway ones."""
+    return (any(tag.startswith((f"localhost:{p}/", f"127.0.0.1:{p}/")) for p in ports)
+            or bool(run_id and tag.startswith(f"pyci-ahead/{run_id}:")))
 
 
 def scan_for_secrets(secrets: list[str], folder: Path, log: str,
@@ -315,8 +322,7 @@ def sweep(cluster: str, network: str, run_id: str | None, ports: set[int]) -> No
         docker("volume", "rm", "-f", *vols)
     docker("network", "rm", network)
     tags = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    doomed = [t for t in tags if any(t.startswith(f"localhost:{p}/") for p in ports)
-              or (run_id and t.startswith(f"pyci-ahead/{run_id}:"))]
+    doomed = [t for t in tags if _run_tag(t, ports, run_id)]
     if doomed:
         docker("rmi", "-f", *doomed)
     if run_id:
@@ -325,9 +331,17 @@ def sweep(cluster: str, network: str, run_id: str | None, ports: set[int]) -> No
 
 
 # --- one case -------------------------------------------------------------------------------------
+def pyci_command(args: list[str], remote: Any = None) -> list[str]:
+    """`python -m pyci <args>`; with `remote` (a tests.integration._pyci_helpers.RemoteDaemon) run in
+    its network namespace, which reaches the daemon only over TCP: topology REMOTE, socat forwarders."""
+    cmd = [sys.executable, "-m", "pyci", *args]
+    return ["ip", "netns", "exec", remote.netns, *cmd] if remote is not None else cmd
+
+
 def run_case(point: str, how: str, work: Path, node_image: str = NODE_IMAGE, image: str | None = None,
-             keep_log: bool = False) -> Case:
-    """Start a run, cancel it at `point` the way `how` says, and see what is left."""
+             keep_log: bool = False, remote: Any = None) -> Case:
+    """Start a run, cancel it at `point` the way `how` says, and see what is left. `remote`: run
+    pyci against the daemon as a remote one (REMOTE topology; not with docker-stop/kill)."""
     case = Case(point, how)
     tag = uuid.uuid4().hex[:6]
     cluster = f"cm-{tag}"
@@ -347,8 +361,10 @@ def run_case(point: str, how: str, work: Path, node_image: str = NODE_IMAGE, ima
             return case
         proc, name = _start_container(image, app, out, cluster, node_image, env_extra)
     else:
+        if remote is not None:
+            env_extra["DOCKER_HOST"] = remote.docker_host
         env = env_with_lab({**os.environ, **github_files(out), **env_extra})
-        cmd = [sys.executable, "-m", "pyci", "run", *pyci_args(app, out, cluster, node_image)]
+        cmd = pyci_command(["run", *pyci_args(app, out, cluster, node_image)], remote)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
         name = ""

@@ -8,6 +8,7 @@ from pyci.network import (
     choose_local_port,
     forwarder_command,
     loopback_server_port,
+    orphan_forwarders,
     port_is_free,
     rewrite_server,
 )
@@ -37,6 +38,24 @@ def test_forwarder_command_listens_on_loopback_only():
         "TCP-LISTEN:41000,bind=127.0.0.1,fork,reuseaddr",
         "EXEC:'docker exec -i ci-pyci-socat socat -t 3600 STDIO TCP:127.0.0.1:39000'",
     ]
+
+
+def test_orphan_forwarders_are_the_socats_into_that_container_only(tmp_path):
+    """`pyci cleanup` finds a killed run's forwarders by their command line, and nothing else."""
+    def process(pid: int, argv: list[str]) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    process(101, forwarder_command("ci-pyci-socat", 41000, 39000))
+    process(102, ["/usr/bin/socat", *forwarder_command("ci-pyci-socat", 41001, 5001)[1:]])
+    process(103, forwarder_command("ci2-pyci-socat", 41002, 39001))  # another run's
+    process(104, ["docker", "exec", "-i", "ci-pyci-socat", "socat", "STDIO", "TCP:127.0.0.1:1"])  # not socat
+    process(105, ["socat", "TCP-LISTEN:9,fork", "TCP:10.0.0.1:9"])  # a user's socat
+    (tmp_path / "self").mkdir()  # not a pid
+    (tmp_path / "106").mkdir()  # exited meanwhile: no cmdline
+    assert orphan_forwarders("ci-pyci-socat", proc=tmp_path) == [101, 102]
+    assert orphan_forwarders("ci2-pyci-socat", proc=tmp_path) == [103]
+    assert orphan_forwarders("c-pyci-socat", proc=tmp_path) == []  # a name that is a suffix of another
 
 
 def test_loopback_server_port():

@@ -202,6 +202,16 @@ def test_oomkilled():
     assert p is not None and (p.reason, p.fatal) == ("OOMKilled", True)
 
 
+def test_an_oom_kill_at_start_fails_at_the_first_back_off():
+    oom = {"reason": "OOMKilled", "exitCode": 137}
+    cs = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=1, last=oom)
+    p = r.pod_problem(started_pod("2026-11-23T12:00:01Z", statuses=[cs]), max_restarts=3)
+    assert p is not None and (p.reason, p.fatal) == ("OOMKilled", True)
+    assert "was OOMKilled on start (1 restarts)" in p.message
+    once = r.pod_problem(started_pod("2026-11-23T12:05:00Z", statuses=[cs]), max_restarts=3)
+    assert once is not None and (once.reason, once.fatal) == ("OOMKilled", False)  # it once served
+
+
 def test_image_pull_backoff_is_fatal_err_image_pull_not_yet():
     msg = 'Back-off pulling image "nope:1"'
     p = r.pod_problem(
