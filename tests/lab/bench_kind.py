@@ -121,6 +121,13 @@ def ctlptl_binary() -> str | None:
     return path if path and os.access(path, os.X_OK) else None
 
 
+@functools.cache
+def daemon_api_version() -> str:
+    done = subprocess.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
 def methods() -> list[str]:
     names = ["plain", "pyci"]
     if pyci_has("build-ahead"):
@@ -275,7 +282,8 @@ class Runner:
                ) -> tuple[float, float, bool, dict[str, float], str]:
         ctlptl = ctlptl_binary() or "ctlptl"
         phases: dict[str, float] = {}
-        kube = {"KUBECONFIG": str(log.with_suffix(".kubeconfig"))}
+        # ctlptl's Docker client (API 1.52) does not negotiate down to an older daemon (the lab's: 1.41).
+        kube = {"KUBECONFIG": str(log.with_suffix(".kubeconfig")), "DOCKER_API_VERSION": daemon_api_version()}
         reg, port = f"{name}-registry", free_port()
         # ctlptl names a kind cluster by its kube context: kind-<name> is kind cluster <name>.
         doc = (f"apiVersion: ctlptl.dev/v1alpha1\nkind: Registry\nname: {reg}\nport: {port}\n"
