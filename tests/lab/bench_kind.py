@@ -159,6 +159,9 @@ class Runner:
         self.registries: list[str] = []
         self.ports: list[int] = []  # plain registries' host ports: tilt's tags carry them
         self.count = 0
+        found = subprocess.run(["docker", "network", "ls", "-q", "--filter", "name=^kind$"],
+                               capture_output=True, text=True, env=self.env, timeout=60, check=False)
+        self.had_kind_network = bool(found.stdout.split())
 
     # --- helpers ------------------------------------------------------------------------------------
     def run(self, cmd: list[str], log: Path, *, check: bool = True, cwd: Path | None = None,
@@ -372,7 +375,8 @@ class Runner:
                            env=self.env, timeout=120, check=False)
 
     def sweep(self) -> None:
-        """On the way out (an interrupt, an error): delete what this bench made and is still there."""
+        """On the way out (an interrupt, an error, the end): delete what this bench made and is still
+        there, kind's `kind` network too when the bench's first kind create made it."""
         for name in list(self.clusters):
             subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True, env=self.env,
                            timeout=180, check=False)
@@ -382,6 +386,9 @@ class Runner:
                            check=False)
         for port in self.ports:  # an interrupted plain run's tilt tags (seen: left after a Ctrl-C)
             self.untag(port)
+        if not self.had_kind_network:  # `docker network rm` refuses while anything else uses it
+            subprocess.run(["docker", "network", "rm", "kind"], capture_output=True, env=self.env, timeout=60,
+                           check=False)
 
 
 def stage_seconds(junit: Path) -> dict[str, float]:
