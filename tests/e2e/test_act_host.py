@@ -208,24 +208,35 @@ def test_host_action_refuses_a_wrong_checksum_and_runs_nothing(tmp_path: Path, r
 def test_host_action_on_a_real_kind_cluster(tmp_path: Path, repo_copy: Path, site, node_image: str,
                                             docker_client) -> None:
     """The default path, cluster: kind, on the lab's node image: the kind the action installed creates
-    the cluster (the lab's docker shim first in PATH, see test_kind.py), hello goes green."""
+    the cluster (the lab's docker shim first in PATH, see test_kind.py), and the corpus's kitchen sink
+    goes green on the runner (its helm() and kubectl are the ones the action installed; its ext://
+    extension repo is a local git repository, outside the checkout)."""
+    from tests.e2e.test_corpus import KITCHEN_SINK_ARGS, KITCHEN_SINK_COMPONENTS, corpus_workspace
     from tests.e2e.test_kind import without_kind_network
 
     server, pinned = site
+    corpus = corpus_workspace(tmp_path / "corpus", "kitchen-sink")
+    shutil.copytree(corpus / "kitchen-sink", repo_copy / "corpus" / "kitchen-sink")
+    env = job_env(tmp_path, server, pinned) | {"CORPUS_EXTENSIONS": f"file://{corpus / 'extensions-repo'}"}
     cluster = f"act-host-kind-{os.getpid()}"
     without_kind_network(docker_client)
     # Other runs on this daemon may be using kind's network; then this run neither makes nor removes it.
     shared_network = "kind" in {n.name for n in docker_client.networks.list()}
     try:
-        done = act(repo_copy, job_env(tmp_path, server, pinned),
-                   ("kind", {"working-directory": "examples/hello", "cluster-name": cluster,
+        done = act(repo_copy, env,
+                   ("kind", {"working-directory": "corpus/kitchen-sink", "cluster-name": cluster,
                              "node-image": node_image, "registry-image": "pyci-lab/registry:latest",
-                             "timeout": "5m", "tilt-args": "--base-image=pyci-lab/base:latest"}),
+                             "timeout": "5m", "tilt-args": KITCHEN_SINK_ARGS}),
                    path_first=str(SHIM))
         log = done.stdout + done.stderr
         assert done.returncode == 0, log[-8000:]
         assert "kind-result=success junit=pyci-junit.xml" in log, log[-8000:]
         assert "topology: host" in log
+        assert "hello, pyci, from an ext:// extension" in log  # the runner's git fetched the extension
+        assert "arrays: 3" in log and "lint ok" in log
+        assert "smoke ok: the port-forward serves index.html, scratch.tmp ignored" in log
+        healthy = re.search(r"all (\d+) components are healthy", log)
+        assert healthy and int(healthy.group(1)) >= len(KITCHEN_SINK_COMPONENTS), log[-6000:]
         registry = re.search(r"kind-registry=(\S+)", log)
         assert registry, log[-4000:]
         assert_nothing_left(docker_client, cluster, registry.group(1), kind_network=not shared_network)
