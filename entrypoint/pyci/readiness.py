@@ -368,6 +368,10 @@ _PRIORITY = {
 }
 
 
+# Problems that are the cause of a workload still unhealthy at its deadline, not mere slowness.
+_CAUSES = frozenset(_PRIORITY) - {"ReadinessProbeFailing"}
+
+
 def _worst(pods: Iterable[Mapping[str, Any]], max_restarts: int) -> Problem | None:
     problems = [p for p in (pod_problem(pod, max_restarts) for pod in pods) if p is not None]
     if not problems:
@@ -799,7 +803,10 @@ class _Waiter:
             waited = now - self.start
             text = (f"not healthy after {waited:.0f}s of watching (limit {limit:.0f}s), "
                     f"waiting on {detail}; {why}")
-            reason = "Timeout"
+            # A cause seen at the deadline is the verdict (the kubelet flips a pull error between
+            # ErrImagePull and ImagePullBackOff, so the last look may catch the milder one); a pod
+            # that is merely slow or not ready yet timed out.
+            reason = problem.reason if problem is not None and problem.reason in _CAUSES else "Timeout"
         else:
             reason = problem.reason if problem else "NotReady"
             text = f"not healthy yet when another workload failed ({detail}); {why}"

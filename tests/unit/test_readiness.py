@@ -475,6 +475,22 @@ def test_wait_counts_allowances_from_its_own_start_and_ready_times_from_the_watc
     assert any(line.startswith("readiness: still not healthy: deployment/default/slow") for line in lines)
 
 
+def test_a_pull_error_at_the_deadline_is_the_verdict_not_a_timeout(monkeypatch):
+    """Seen on real kind: the last look before the deadline caught ErrImagePull (not yet fatal) between
+    two ImagePullBackOffs; the verdict must still name the pull error."""
+    monkeypatch.setattr(r, "_enrich", lambda core, namespace, problem: (problem.message, ""))  # no API
+    w = waiter(timeout=15.0)  # the window pyci gives the watch to explain a failed tilt ci
+    problem = r.Problem("ImagePullBackOff", "ErrImagePull for image registry.invalid/x:1", False, "web-1")
+    res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", problem,
+                           w.start + 20)  # type: ignore[arg-type]
+    assert (res.ok, res.reason) == (False, "ImagePullBackOff")
+    assert "not healthy after 20s of watching" in (res.message or "")
+    probe = r.Problem("ReadinessProbeFailing", "readiness probe failing", False, "web-1")
+    res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", probe,
+                           w.start + 20)  # type: ignore[arg-type]
+    assert res.reason == "Timeout"  # not ready in time: a timeout, with the probe in its message
+
+
 def test_wait_raises_cancelled():
     cancel = threading.Event()
     cancel.set()
