@@ -265,14 +265,7 @@ class Runner:
                 self.run(["kubectl", "apply", "-f", "-"], log, stdin=configmap, extra_env=kube)
 
             self.timed(phases, "wire registry", wire)
-            for image in app.third_party:
-                load = ["kind", "load", "docker-image", image, "--name", name]
-                self.timed(phases, "kind load", functools.partial(self.run, load, log))
-            code = self.timed(phases, "tilt ci", lambda: self.run(
-                ["tilt", "ci", "--timeout", TIMEOUT, "--port", str(free_port()), "--", *TILT_ARGS], log,
-                check=False, cwd=src, extra_env=kube))
-            ok = (code == 0) == app.healthy
-            note = "" if ok else f"tilt ci exited {code}"
+            ok, note = self.load_and_tilt(app, src, name, log, kube, phases)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             note = str(e)
         verdict = time.monotonic() - t0
@@ -301,14 +294,7 @@ class Runner:
         try:
             self.timed(phases, "ctlptl apply", lambda: self.run([ctlptl, "apply", "-f", "-"], log, stdin=doc,
                                                                extra_env=kube))
-            for image in app.third_party:
-                load = ["kind", "load", "docker-image", image, "--name", name]
-                self.timed(phases, "kind load", functools.partial(self.run, load, log))
-            code = self.timed(phases, "tilt ci", lambda: self.run(
-                ["tilt", "ci", "--timeout", TIMEOUT, "--port", str(free_port()), "--", *TILT_ARGS], log,
-                check=False, cwd=src, extra_env=kube))
-            ok = (code == 0) == app.healthy
-            note = "" if ok else f"tilt ci exited {code}"
+            ok, note = self.load_and_tilt(app, src, name, log, kube, phases)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             note = str(e)
         verdict = time.monotonic() - t0
@@ -321,6 +307,19 @@ class Runner:
         total = time.monotonic() - t0
         self.untag(port)
         return verdict, total, ok, phases, note
+
+    def load_and_tilt(self, app: App, src: Path, name: str, log: Path, kube: dict[str, str],
+                      phases: dict[str, float]) -> tuple[bool, str]:
+        """The recipe after its set-up (plain and ctlptl alike): `kind load` of the third-party
+        images, then `tilt ci`; (ended as it should, note)."""
+        for image in app.third_party:
+            load = ["kind", "load", "docker-image", image, "--name", name]
+            self.timed(phases, "kind load", functools.partial(self.run, load, log))
+        code = self.timed(phases, "tilt ci", lambda: self.run(
+            ["tilt", "ci", "--timeout", TIMEOUT, "--port", str(free_port()), "--", *TILT_ARGS], log,
+            check=False, cwd=src, extra_env=kube))
+        ok = (code == 0) == app.healthy
+        return ok, "" if ok else f"tilt ci exited {code}"
 
     def delete_plain(self, name: str, reg: str, log: Path, kube: dict[str, str]) -> None:
         self.run(["kind", "delete", "cluster", "--name", name], log, check=False, extra_env=kube)
