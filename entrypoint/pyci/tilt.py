@@ -36,6 +36,9 @@ GET_TIMEOUT = 10.0  # seconds for one `tilt get ...` call
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 EXTRA_WALL_TIME = 120.0  # beyond tilt's own --timeout before we kill it ourselves
 LOG_TAIL_LINES = 30  # log lines kept per resource for failed results
+HELD_GRACE = 5.0  # seconds after the Tiltfile loaded: tilt settles enable statuses in milliseconds
+NUDGES = 3  # at most this many nudges per held resource
+NUDGE_ANNOTATION = "pyci.io/nudge"
 
 _OK_STATUSES = frozenset({"ok", "not_applicable", "none", ""})
 _WAIT_REASONS = {
@@ -248,12 +251,16 @@ def resources_from_snapshot(
     """
     started = _session_start(snapshot) or parse_time(snapshot.get("view", snapshot).get("tiltStartTime"))
     facts = log_facts(snapshot)
+    held = set(held_on_enable(snapshot, float("inf")))
     results = []
     for resource in _uiresources(snapshot):
         status = resource.get("status") or {}
         if _is_disabled(status):
             continue
         result = resource_result(resource, started)
+        on = {str(ref.get("name")) for ref in (status.get("waiting") or {}).get("on") or []}
+        if result.reason == "NotBuilt" and on & held:
+            result.message = f"{result.message}, which tilt's engine missed (a tilt race; a re-run passes it)"
         fact = facts.get(result.name, LogFacts())
         if result.build_seconds is None and fact.build_seconds is not None:
             result.build_seconds = fact.build_seconds
@@ -272,10 +279,48 @@ def resources_from_snapshot(
 def _waiting_on(status: Mapping[str, Any]) -> str:
     waiting = status.get("waiting") or {}
     names = [str(ref.get("name")) for ref in waiting.get("on") or [] if ref.get("name")]
+    if waiting.get("reason") == "tiltfile-reload" and names:
+        return "held for the enable status of " + ", ".join(names)
     if names:
         return "waiting on " + ", ".join(names)
     reason = str(waiting.get("reason") or "")
     return _WAIT_REASONS.get(reason, reason.replace("-", " "))
+
+
+def held_on_enable(uiresources: Mapping[str, Any], now: float) -> list[str]:
+    """UIResources tilt holds for an enable status that is already set, `HELD_GRACE` s after the
+    Tiltfile loaded: such a resource never starts, and tilt ci waits out its whole timeout.
+
+    Why (tilt v0.37.6, internal/store/uiresources/reducers.go): the engine copies a UIResource's
+    enable state into its manifest only on an update, never on the first upsert it sees. When the
+    UIResource's creation and its first status write reach tilt's controller as one event (a race,
+    seen once in ~700 real-kind runs), the manifest's state stays pending and its build is held
+    with reason `tiltfile-reload`. Any later write to the UIResource lets the engine see it.
+    """
+    items = {_name(r): r for r in _uiresources(uiresources)}
+    tiltfile = (items.get(TILTFILE_RESOURCE) or {}).get("status") or {}
+    history = tiltfile.get("buildHistory") or []
+    loaded = parse_time(history[0].get("finishTime")) if history else None
+    if tiltfile.get("updateStatus") != "ok" or loaded is None or now - loaded < HELD_GRACE:
+        return []  # still loading, reloading or failed: a hold is expected then
+    held: list[str] = []
+    for resource in items.values():
+        status = resource.get("status") or {}
+        waiting = status.get("waiting") or {}
+        if status.get("updateStatus") != "pending" or waiting.get("reason") != "tiltfile-reload":
+            continue
+        for ref in waiting.get("on") or []:
+            name = str(ref.get("name") or "")
+            state = (((items.get(name) or {}).get("status") or {}).get("disableStatus") or {}).get("state")
+            if ref.get("kind") == "UIResource" and state == "Enabled" and name not in held:
+                held.append(name)
+    return held
+
+
+def nudge_command(tilt_bin: str, name: str, port: int, count: int) -> list[str]:
+    """`tilt patch` of an annotation on a UIResource: a write the engine sees as an update."""
+    patch = json.dumps({"metadata": {"annotations": {NUDGE_ANNOTATION: str(count)}}})
+    return [tilt_bin, "patch", "uiresource", name, "--type", "merge", "-p", patch, "--port", str(port)]
 
 
 def _target_resource(target: Mapping[str, Any]) -> str:
@@ -493,6 +538,8 @@ class _Poller:
     def __init__(self, tilt_bin: str, port: int, env: Mapping[str, str], interval: float) -> None:
         self.tilt_bin, self.port, self.env, self.interval = tilt_bin, port, env, interval
         self.lines: queue.Queue[str] = queue.Queue()
+        self.notes: queue.Queue[str] = queue.Queue()  # what pyci did to tilt, for the log
+        self.nudged: dict[str, int] = {}
         self.last_session: dict[str, Any] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="tilt-session-poller", daemon=True)
@@ -504,9 +551,27 @@ class _Poller:
                 continue
             self.last_session = session
             uires = _tilt_get_json(self.tilt_bin, ["uiresources"], self.port, self.env)
+            self._unhold(uires)
             line = waiting_line(session, uires or None)
             if line:
                 self.lines.put(line)
+
+    def _unhold(self, uires: Mapping[str, Any]) -> None:
+        """Nudge the resources tilt holds for an enable status it already has (see held_on_enable)."""
+        for name in held_on_enable(uires, time.time()):
+            count = self.nudged.get(name, 0) + 1
+            if count > NUDGES:
+                continue
+            self.nudged[name] = count
+            try:
+                cmd = nudge_command(self.tilt_bin, name, self.port, count)
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=GET_TIMEOUT,
+                                      env=dict(self.env), check=False)
+                outcome = "nudged it" if done.returncode == 0 else f"nudge failed: {_one_line(done.stderr)}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                outcome = f"nudge failed: {exc}"
+            self.notes.put(f"tilt: {name} is held for its enable status though it is enabled "
+                           f"(a tilt race: it would wait out the timeout); {outcome}")
 
 
 def run_ci(
@@ -586,6 +651,8 @@ def run_ci(
                     line = poller.lines.get_nowait()
                     waiting_lines.append(line)
                     log(line)
+                while not poller.notes.empty():
+                    log(poller.notes.get_nowait())
                 try:
                     item = lines.get(timeout=0.2)
                 except queue.Empty:

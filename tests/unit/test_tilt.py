@@ -439,3 +439,67 @@ def test_merge_errors_takes_a_build_error_from_the_log_tail():
     res = [ResourceResult("broken", "tilt", False, reason="NotBuilt", message="update pending")]
     [out] = tilt.merge_errors(res, {}, {"broken": ["step", "ERROR: Build Failed: exit code: 3"]}, None)
     assert (out.reason, out.message) == ("BuildFailed", "exit code: 3")
+
+
+# --- a resource tilt holds for an enable status it already has (real snapshot, fresh-clone CI) ----
+
+
+def _held_snapshot():
+    return _fixture("tilt-snapshot-held.json")
+
+
+def test_real_held_snapshot_is_reported_as_tilts_race_not_a_bare_wait():
+    """tilt ci timed out after 3 min with `seed` never started: `waiting on seed`, which said nothing."""
+    [res] = tilt.resources_from_snapshot(_held_snapshot(), exit_code=1)
+    assert (res.name, res.ok, res.reason) == ("seed", False, "NotBuilt")
+    assert res.message is not None
+    assert "held for the enable status of seed" in res.message and "tilt race" in res.message, res.message
+
+
+def test_held_on_enable_names_the_resource_once_the_tiltfile_loaded_a_while_ago():
+    snapshot = _held_snapshot()
+    loaded = tilt.parse_time(snapshot["view"]["uiResources"][0]["status"]["buildHistory"][0]["finishTime"])
+    assert loaded is not None
+    assert tilt.held_on_enable(snapshot, loaded + tilt.HELD_GRACE + 0.1) == ["seed"]
+    assert tilt.held_on_enable(snapshot, loaded + 1.0) == []  # tilt settles this in milliseconds
+    # `tilt get uiresources -o json` has the same objects under `items`
+    assert tilt.held_on_enable({"items": snapshot["view"]["uiResources"]}, loaded + 60) == ["seed"]
+
+
+@pytest.mark.parametrize("change", ["tiltfile-reloading", "enable-pending", "other-reason", "building"])
+def test_held_on_enable_leaves_expected_holds_alone(change):
+    snapshot = json.loads(json.dumps(_held_snapshot()))
+    tiltfile, seed = snapshot["view"]["uiResources"]
+    if change == "tiltfile-reloading":
+        tiltfile["status"]["updateStatus"] = "in_progress"
+    elif change == "enable-pending":
+        seed["status"]["disableStatus"]["state"] = ""
+    elif change == "other-reason":
+        seed["status"]["waiting"]["reason"] = "waiting-for-dep"
+    else:
+        seed["status"]["updateStatus"] = "in_progress"
+    assert tilt.held_on_enable(snapshot, float("inf")) == []
+
+
+def test_nudge_is_a_tilt_patch_of_an_annotation():
+    cmd = tilt.nudge_command("tilt", "seed", 10350, 2)
+    assert cmd[:6] == ["tilt", "patch", "uiresource", "seed", "--type", "merge"]
+    assert json.loads(cmd[7]) == {"metadata": {"annotations": {tilt.NUDGE_ANNOTATION: "2"}}}
+    assert cmd[-2:] == ["--port", "10350"]
+
+
+def test_poller_nudges_a_held_resource_at_most_nudges_times(monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(tilt.subprocess, "run", fake_run)
+    poller = tilt._Poller("tilt", 10350, {}, 1.0)
+    for _ in range(tilt.NUDGES + 2):
+        poller._unhold(_held_snapshot())
+    assert [c[3] for c in calls] == ["seed"] * tilt.NUDGES
+    notes = [poller.notes.get_nowait() for _ in range(poller.notes.qsize())]
+    assert len(notes) == tilt.NUDGES and all("seed is held for its enable status" in n and "nudged it" in n
+                                            for n in notes)
