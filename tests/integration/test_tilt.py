@@ -24,6 +24,7 @@ import yaml
 from pyci import readiness, tilt
 from pyci.results import Cancelled
 from pyci.settings import Settings
+from tests.conftest import lab_tool
 from tests.integration.test_readiness import delete_namespace, new_namespace
 
 pytestmark = pytest.mark.integration
@@ -167,3 +168,49 @@ def test_crashing_service_then_readiness_explains_it(app, api):
     by = {r.name.split("/")[-1]: r for r in results}
     assert by["fine"].ok
     assert (by["crasher"].ok, by["crasher"].reason) == (False, "CrashLoopBackOff")
+
+
+SEED_TILTFILE = (
+    """local_resource("seed", cmd=["bash", "-c", 'echo "seed: fixtures/orders.csv missing" >&2; exit 3'])\n"""
+)
+
+
+def run_held(tmp_path: Path, timeout: float) -> tuple[tilt.TiltOutcome, list[str], float]:
+    """`tilt ci` of a one-local_resource Tiltfile by the lab's tilt-race build, with the race on."""
+    (tmp_path / "Tiltfile").write_text(SEED_TILTFILE)
+    settings = Settings(tiltfile=tmp_path / "Tiltfile", timeout=timeout, progress_interval=1.0)
+    lines: list[str] = []
+    started = time.monotonic()
+    out = tilt.run_ci(settings, tmp_path / "no-cluster-needed", tmp_path / "art", lines.append,
+                      tilt_bin=str(lab_tool("tilt-race")))
+    return out, lines, time.monotonic() - started
+
+
+def test_a_resource_tilt_holds_for_its_enable_status_is_nudged_and_fails_for_its_own_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen once on real kind (the fresh-clone CI's corpus local-bash way): tilt ci waited out its
+    whole 3 min timeout on `seed:update tiltfile-reload`. The lab's tilt-race build makes that race
+    happen every time; pyci's nudge lets the resource run, so it fails with its own error at once."""
+    monkeypatch.setenv("PYCI_LAB_TILT_UIRESOURCE_RACE", "1")
+    out, lines, took = run_held(tmp_path, timeout=60)
+    assert out.exit_code == 1, lines[-20:]
+    [seed] = out.resources
+    assert (seed.name, seed.ok, seed.reason) == ("seed", False, "BuildFailed"), seed
+    assert "exit status 3" in (seed.message or ""), seed
+    assert any("seed is held for its enable status" in line and "nudged it" in line for line in lines), lines
+    assert took < 25, f"{took:.1f} s: the nudge should come {tilt.HELD_GRACE} s after the Tiltfile loaded"
+    print(f"held resource nudged; tilt ci over in {took:.1f} s (timeout 60 s)")
+
+
+def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: the race is real in the tilt-race build, and the report names it when it wins."""
+    monkeypatch.setenv("PYCI_LAB_TILT_UIRESOURCE_RACE", "1")
+    monkeypatch.setattr(tilt, "NUDGES", 0)
+    out, lines, took = run_held(tmp_path, timeout=8)
+    assert out.exit_code == 1 and out.error and "tiltfile-reload" in out.error, (out.error, lines[-10:])
+    [seed] = out.resources
+    assert (seed.name, seed.reason) == ("seed", "NotBuilt"), seed
+    message = seed.message or ""
+    assert "held for the enable status of seed" in message and "tilt race" in message, message
+    assert 8 <= took < 30, took
