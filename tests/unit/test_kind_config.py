@@ -141,6 +141,11 @@ def test_get_provider_kind(tmp_path):
         ("ERROR: failed to create cluster: failed to init node with kubeadm: exit 1", True),
         ('could not find a log line that matches "Reached target .*Multi-User System.*"', True),
         ("ERROR: failed to create cluster: node(s) already exist for a cluster with the name", False),
+        # seen in a shuffled CI run: kind's free API server port taken before docker's proxy bound it
+        ("Error response from daemon: driver failed programming external connectivity on endpoint "
+         "x-control-plane (495b…): Error starting userland proxy: listen tcp4 127.0.0.1:36345: bind: "
+         "address already in use", True),
+        ("Bind for 127.0.0.1:36345 failed: port is already allocated", True),
         ("", False),
     ],
 )
@@ -158,3 +163,43 @@ def test_kind_missing_is_an_infrastructure_error(tmp_path):
     provider = KindProvider("x", tmp_path, kind_bin=str(tmp_path / "no-kind"))
     with pytest.raises(InfrastructureError, match="kind not found"), contextlib.ExitStack() as stack:
         provider.create(stack)
+
+
+FAKE_KIND = """#!/usr/bin/env bash
+# A kind whose first `create cluster` loses the API server port race; it records every call.
+echo "$*" >>"$CALLS"
+case "$1 $2" in
+  "get clusters") if [ -f "$STATE/created" ]; then echo x; fi ;;
+  "create cluster")
+    if [ ! -f "$STATE/lost-once" ]; then
+      touch "$STATE/lost-once"
+      echo 'ERROR: failed to create cluster: command "docker run --name x-control-plane ..." failed' >&2
+      echo 'docker: Error starting userland proxy:' >&2
+      echo 'listen tcp4 127.0.0.1:36345: bind: address already in use.' >&2
+      exit 1
+    fi
+    touch "$STATE/created"
+    while [ $# -gt 0 ]; do if [ "$1" = --kubeconfig ]; then echo "apiVersion: v1" >"$2"; fi; shift; done ;;
+  "delete cluster") rm -f "$STATE/created" ;;
+  "get kubeconfig") echo "apiVersion: v1" ;;
+  "get nodes") echo x-control-plane ;;
+esac
+"""
+
+
+def test_a_lost_api_server_port_race_is_retried_once_and_the_cluster_is_made(tmp_path, monkeypatch):
+    kind = tmp_path / "kind"
+    kind.write_text(FAKE_KIND)
+    kind.chmod(0o755)
+    calls, state = tmp_path / "calls", tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("CALLS", str(calls))
+    monkeypatch.setenv("STATE", str(state))
+    provider = KindProvider("x", tmp_path / "work", kind_bin=str(kind))
+    with contextlib.ExitStack() as stack:
+        info = provider.create(stack)
+        assert info.nodes == ("x-control-plane",)
+        made = [line.split()[:2] for line in calls.read_text().splitlines()]
+        assert made.count(["create", "cluster"]) == 2 and ["delete", "cluster"] in made, made
+        assert (state / "created").exists()
+    assert not (state / "created").exists()  # the stack's cleanup deleted what the run made

@@ -28,6 +28,10 @@ TRANSIENT_ERRORS = (
     "could not find a log line that matches",
     "timed out waiting for the condition",
     "error adding container to network",
+    # kind picks the API server's host port by binding :0 and closing it; until docker's proxy binds
+    # it, any outgoing connection on a busy machine can take that port (seen: a push to the registry).
+    "address already in use",
+    "port is already allocated",
 )
 # kind's own validation of the config: the user's input is wrong, not the infrastructure.
 CONFIG_ERRORS = ("invalid configuration", "failed to load config", "unknown field", "error converting YAML")
