@@ -141,7 +141,7 @@ def test_get_provider_kind(tmp_path):
         ("ERROR: failed to create cluster: failed to init node with kubeadm: exit 1", True),
         ('could not find a log line that matches "Reached target .*Multi-User System.*"', True),
         ("ERROR: failed to create cluster: node(s) already exist for a cluster with the name", False),
-        # seen in a shuffled CI run: kind's free API server port taken before docker's proxy bound it
+        # seen in a shuffled CI run: the port kind found free in pyci's container was taken on the host
         ("Error response from daemon: driver failed programming external connectivity on endpoint "
          "x-control-plane (495b…): Error starting userland proxy: listen tcp4 127.0.0.1:36345: bind: "
          "address already in use", True),

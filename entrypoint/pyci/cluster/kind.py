@@ -28,8 +28,9 @@ TRANSIENT_ERRORS = (
     "could not find a log line that matches",
     "timed out waiting for the condition",
     "error adding container to network",
-    # kind picks the API server's host port by binding :0 and closing it; until docker's proxy binds
-    # it, any outgoing connection on a busy machine can take that port (seen: a push to the registry).
+    # kind picks the API server's host port by binding 127.0.0.1:0 where kind runs; as a sibling
+    # container that is pyci's own network namespace, not the daemon's host where docker publishes
+    # it (seen: a port the host's other API server held). A second pick is another random port.
     "address already in use",
     "port is already allocated",
 )
