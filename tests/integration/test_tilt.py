@@ -52,9 +52,10 @@ def app(api, registry_hosting, lab_registry, control_plane, tmp_path, request) -
     delete_namespace(api, namespace)
 
 
-def run(app: dict, lines: list[str], timeout: float = 120, progress: float = 1.0, cancel=None):
+def run(app: dict, lines: list[str], timeout: float = 120, progress: float = 1.0, cancel=None,
+        tilt_bin: str = "tilt"):
     settings = Settings(tiltfile=app["dir"] / "Tiltfile", timeout=timeout, progress_interval=progress)
-    return tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append, cancel)
+    return tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append, cancel, tilt_bin=tilt_bin)
 
 
 def tilt_processes(marker: str) -> list[int]:
@@ -178,11 +179,10 @@ SEED_TILTFILE = (
 def run_held(tmp_path: Path, timeout: float) -> tuple[tilt.TiltOutcome, list[str], float]:
     """`tilt ci` of a one-local_resource Tiltfile by the lab's tilt-race build, with the race on."""
     (tmp_path / "Tiltfile").write_text(SEED_TILTFILE)
-    settings = Settings(tiltfile=tmp_path / "Tiltfile", timeout=timeout, progress_interval=1.0)
+    app = {"dir": tmp_path, "kubeconfig": tmp_path / "no-cluster-needed", "artifacts": tmp_path / "art"}
     lines: list[str] = []
     started = time.monotonic()
-    out = tilt.run_ci(settings, tmp_path / "no-cluster-needed", tmp_path / "art", lines.append,
-                      tilt_bin=str(lab_tool("tilt-race")))
+    out = run(app, lines, timeout=timeout, tilt_bin=str(lab_tool("tilt-race")))
     return out, lines, time.monotonic() - started
 
 
