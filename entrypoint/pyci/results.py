@@ -49,6 +49,54 @@ class Cancelled(PyciError):
     exit_code = ExitCode.CANCELLED
 
 
+class Status(enum.Enum):
+    """The one status every renderer maps (summary, JUnit, annotations, log group, outputs, exit code).
+
+    HEALTHY: done and well. FAILED: failed on evidence of its own (the cause). NOT_FINISHED: still on
+    its way when the run stopped (slow, or blocked by a failed component): never blamed. STOPPED: a
+    stage pyci ended on purpose because a component failed. SKIPPED: not run at all.
+    """
+
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    NOT_FINISHED = "not finished"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How one status reads in each renderer: the single table they all go through."""
+
+    icon: str  # step summary and timeline
+    word: str  # summary text, log group's closing line
+    junit: str | None  # the JUnit child element: None (passed), "failure", "error" or "skipped"
+    annotate: bool  # an ::error annotation (a cause)
+    log_mark: str  # the terminal's mark on a log group's closing line
+
+
+RENDERING: dict[Status, Rendering] = {
+    Status.HEALTHY: Rendering("✅", "healthy", None, False, "✓"),
+    Status.FAILED: Rendering("❌", "failed", "failure", True, "✗"),
+    Status.NOT_FINISHED: Rendering("⏸️", "not finished", "skipped", False, "…"),
+    Status.STOPPED: Rendering("⏹️", "stopped", "skipped", False, "⏹"),
+    Status.SKIPPED: Rendering("⏭️", "skipped", "skipped", False, "-"),
+}
+
+
+def rendering(status: Status) -> Rendering:
+    return RENDERING[status]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One phase of a component or stage on the run's time axis (POSIX seconds)."""
+
+    phase: str  # "build", "deploy", "ready" (from first pod creation to Ready), or a stage name
+    start: float
+    end: float | None = None  # None: still going when the run ended
+
+
 @dataclass
 class StageResult:
     """One pipeline stage (settings, registry, cluster, tilt, readiness, ...)."""
@@ -59,6 +107,17 @@ class StageResult:
     error: str | None = None
     skipped: bool = False
     detail: str | None = None  # what the stage did, for people (build ahead: images, overlap, cache hits)
+    # pyci ended it on purpose because a component failed (tilt ci stopped at fail-fast): not a cause.
+    stopped: bool = False
+    started_at: float | None = None  # POSIX time the stage began, for the timeline
+
+    @property
+    def status(self) -> Status:
+        if self.skipped:
+            return Status.SKIPPED
+        if self.stopped:
+            return Status.STOPPED
+        return Status.HEALTHY if self.ok else Status.FAILED
 
 
 @dataclass
@@ -84,10 +143,23 @@ class ResourceResult:
     workloads: list[str] = field(default_factory=list)
     # False when it failed only because the run stopped on another failure: "not finished".
     finished: bool = True
+    # Not finished because it waits on these failed or unfinished components (tilt's "waiting on",
+    # resource_deps): "blocked by db".
+    blocked_by: list[str] = field(default_factory=list)
+    # Where it is declared, for annotations on the diff (a pyci.tiltfile.SourceLocation), if found.
+    location: object | None = None
+    # Its phases on the run's time axis (build, deploy, ready), for the timeline.
+    spans: list[Span] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        if self.ok:
+            return Status.HEALTHY
+        return Status.FAILED if self.finished else Status.NOT_FINISHED
 
     @property
     def verdict(self) -> str:
-        return "healthy" if self.ok else "failed" if self.finished else "not finished"
+        return self.status.value
 
 
 @dataclass
@@ -102,6 +174,7 @@ class RunResult:
     registry: str = ""
     junit: str = ""
     artifacts_dir: str = ""
+    started_at: float | None = None  # POSIX time the run began: the timeline's origin
 
     @property
     def result(self) -> str:
