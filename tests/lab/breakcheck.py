@@ -104,7 +104,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "oom-at-start-waits", "a container OOM-killed before it was ever Ready waits out max-restarts",
         ("tests/unit/test_readiness.py::test_an_oom_kill_at_start_fails_at_the_first_back_off",),
-        "entrypoint/pyci/readiness.py",
+        "entrypoint/pyci/readiness/classify.py",
         "            fatal = at_start or restarts > max_restarts\n            return Problem(\"OOMKilled\"",
         "            fatal = restarts > max_restarts\n            return Problem(\"OOMKilled\""),
     Mutant(

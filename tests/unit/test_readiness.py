@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pyci import readiness as r
+from pyci.readiness import waiter as rw
 from pyci.results import Cancelled
 
 
@@ -366,7 +367,7 @@ def test_result_name_and_describe_pending():
 
 
 def waiter(timeout=60.0, per=None, grace=10.0, log=lambda _: None):
-    w = r._Waiter(None, (), 3, log, grace)  # type: ignore[arg-type]
+    w = rw._Waiter(None, (), 3, log, grace)  # type: ignore[arg-type]
     w.start_clock(timeout, per or {})
     return w
 
@@ -424,7 +425,7 @@ def test_waiter_with_nothing_to_watch_finishes_at_once():
 def test_system_namespaces_are_skipped_unless_asked_for():
     assert not waiter()._wanted("kube-system")
     assert waiter()._wanted("default")
-    w = r._Waiter(None, ("a",), 3, lambda _: None, 1)  # type: ignore[arg-type]
+    w = rw._Waiter(None, ("a",), 3, lambda _: None, 1)  # type: ignore[arg-type]
     assert w._wanted("a") and not w._wanted("default")
 
 
@@ -451,7 +452,7 @@ def listed(w, *kinds):
 
 
 def test_wait_decides_on_a_filled_cache_without_blocking(monkeypatch):
-    monkeypatch.setattr(r, "TICK", 30.0)  # blocking on the (empty) queue even once would show
+    monkeypatch.setattr(rw, "TICK", 30.0)  # blocking on the (empty) queue even once would show
     w = listed(waiter(), "Deployment")
     w.cache.apply("Deployment", "ADDED", deployment())
     t0 = time.monotonic()
@@ -478,7 +479,7 @@ def test_wait_counts_allowances_from_its_own_start_and_ready_times_from_the_watc
 def test_a_pull_error_at_the_deadline_is_the_verdict_not_a_timeout(monkeypatch):
     """Seen on real kind: the last look before the deadline caught ErrImagePull (not yet fatal) between
     two ImagePullBackOffs; the verdict must still name the pull error."""
-    monkeypatch.setattr(r, "_enrich", lambda core, namespace, problem: (problem.message, ""))  # no API
+    monkeypatch.setattr(rw, "_enrich", lambda core, namespace, problem: (problem.message, ""))  # no API
     w = waiter(timeout=15.0)  # the window pyci gives the watch to explain a failed tilt ci
     problem = r.Problem("ImagePullBackOff", "ErrImagePull for image registry.invalid/x:1", False, "web-1")
     res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", problem,
@@ -503,20 +504,20 @@ def test_wait_raises_cancelled():
 @pytest.fixture
 def fed_sentinel(monkeypatch):
     """A Sentinel whose only watch is the test: it puts the API's messages on the queue itself."""
-    monkeypatch.setattr(r._Waiter, "start_watches", lambda self: setattr(self, "expected_lists", 1))
-    monkeypatch.setattr(r, "_enrich", lambda core, ns, problem: (problem.message, ""))  # no API for logs
+    monkeypatch.setattr(rw._Waiter, "start_watches", lambda self: setattr(self, "expected_lists", 1))
+    monkeypatch.setattr(rw, "_enrich", lambda core, ns, problem: (problem.message, ""))  # no API for logs
     with r.Sentinel(None, (), 3, lambda _: None) as sentinel:  # type: ignore[arg-type]
         yield sentinel, sentinel._waiter.queue
 
 
 def test_sentinel_hands_its_cache_over_to_wait_healthy(fed_sentinel, monkeypatch):
     sentinel, feed = fed_sentinel
-    feed.put(r._Msg("Deployment", None, "LIST", [deployment()]))
+    feed.put(rw._Msg("Deployment", None, "LIST", [deployment()]))
     deadline = time.monotonic() + 5
     while feed.qsize() and time.monotonic() < deadline:  # the sentinel thread takes it in
         time.sleep(0.01)
     assert not feed.qsize() and not sentinel.failed.is_set()
-    monkeypatch.setattr(r, "TICK", 30.0)
+    monkeypatch.setattr(rw, "TICK", 30.0)
     t0 = time.monotonic()
     [res] = sentinel.wait_healthy(60, {})
     assert time.monotonic() - t0 < 5  # no new list, no wait for one: the cache decided
@@ -526,8 +527,8 @@ def test_sentinel_hands_its_cache_over_to_wait_healthy(fed_sentinel, monkeypatch
 def test_sentinel_fails_fast_and_wait_healthy_then_explains_at_once(fed_sentinel):
     sentinel, feed = fed_sentinel
     crash = cstatus(waiting={"reason": "CrashLoopBackOff"}, restarts=5, last={"exitCode": 1})
-    feed.put(r._Msg("Deployment", None, "LIST", [deployment("web", available=0), deployment("ok")]))
-    feed.put(r._Msg("Pod", None, "ADDED", [pod(ready=False, statuses=[crash])]))
+    feed.put(rw._Msg("Deployment", None, "LIST", [deployment("web", available=0), deployment("ok")]))
+    feed.put(rw._Msg("Pod", None, "ADDED", [pod(ready=False, statuses=[crash])]))
     assert sentinel.failed.wait(5)
     assert sentinel.reasons == ["deployment/default/web (CrashLoopBackOff)"]
     t0 = time.monotonic()
