@@ -13,10 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pyci.results import ResourceResult
-
-# Reasons that only say "not there yet": the consequence of a failure elsewhere, never a cause.
-COLLATERAL = frozenset({"NotBuilt", "NotReady", None})
+from pyci.results import ResourceResult, Status
 
 
 def owners(evaluation: Any) -> dict[str, str]:
@@ -42,7 +39,7 @@ def merge(resources: Sequence[ResourceResult], evaluation: Any = None) -> list[R
             alone.append(r)
         else:
             members[owner].append(r)
-    merged = [_component(tilt[name], members[name]) for name in tilt] + alone
+    merged = [_component(tilt[name], members[name]) for name in tilt] + [_component(w, []) for w in alone]
     return _verdicts(merged)
 
 
@@ -57,40 +54,72 @@ def _owner(workload: str, by_owner: dict[str, str], tilt: dict[str, ResourceResu
     return name if name in tilt else None  # tilt names a resource after its workload by default
 
 
+# tilt's words for "not there yet": pending, not ready, waiting on another resource. Never a cause.
+PENDING = frozenset({"NotBuilt", "NotReady", "Blocked", None})
+
+
+def failed_on_evidence(member: ResourceResult) -> bool:
+    """A member failed by its own doing: a workload the readiness watch blamed, or a tilt resource that
+    failed with a reason of its own (a build, a command, the Tiltfile, a runtime error)."""
+    if member.ok or not member.finished:
+        return False
+    return not (member.source == "tilt" and member.reason in PENDING)
+
+
 def _component(resource: ResourceResult, workloads: list[ResourceResult]) -> ResourceResult:
-    if not workloads:
-        return resource
-    failing = [w for w in workloads if not w.ok]
-    cause = _cause([resource, *failing] if not resource.ok else failing)
+    """One verdict for a tilt resource (or an unowned workload) and its members."""
+    members = [resource, *workloads]
+    failed = [m for m in members if failed_on_evidence(m)]
     ready = [w.ready_seconds for w in workloads if w.ready_seconds is not None]
+    ok = all(m.ok for m in members)
+    if failed:
+        cause = _cause(failed)
+    elif ok:
+        cause = None
+    else:  # not finished: say what it was doing, a workload's words before tilt's
+        cause = next((w for w in workloads if not w.ok), resource if not resource.ok else None)
     return dataclasses.replace(
         resource,
-        ok=resource.ok and not failing,
+        ok=ok,
+        finished=bool(failed) or ok,
         reason=cause.reason if cause else resource.reason,
         message=cause.message if cause else resource.message,
         logs=(cause.logs if cause and cause.logs else resource.logs),
         ready_seconds=resource.ready_seconds if resource.ready_seconds is not None
         else max(ready, default=None),
-        workloads=[w.name for w in workloads],
+        workloads=[w.name for w in workloads] or resource.workloads,
+        spans=[*resource.spans, *(s for w in workloads for s in w.spans)],
     )
 
 
 def _cause(candidates: Iterable[ResourceResult]) -> ResourceResult | None:
-    """The most telling failure: a concrete reason over "not there yet", a workload's over tilt's."""
-    ranked = sorted(
-        (c for c in candidates if not c.ok),
-        key=lambda c: (c.reason in COLLATERAL, c.source == "tilt"),
-    )
+    """The most telling failure: a workload's over tilt's (its reason is more concrete)."""
+    ranked = sorted((c for c in candidates if not c.ok), key=lambda c: c.source == "tilt")
     return ranked[0] if ranked else None
 
 
 def _verdicts(components: list[ResourceResult]) -> list[ResourceResult]:
-    concrete = any(not c.ok and c.reason not in COLLATERAL for c in components)
-    return [dataclasses.replace(c, finished=False) if concrete and not c.ok and c.reason in COLLATERAL else c
-            for c in components]
+    """Failed only on evidence of its own; the rest not finished, blocked by whom it waits on.
+
+    With no failure anywhere (tilt ci timed out, or pyci's readiness limit ran out on everything still
+    starting) the run ended on the unfinished ones that wait on nobody: their own time ran out."""
+    out = list(components)
+    if not any(c.status is Status.FAILED for c in out):
+        out = [dataclasses.replace(c, finished=True) if not c.ok and not c.blocked_by else c for c in out]
+    status = {c.name: c for c in out}
+    return [_blocked(c, status) if not c.ok and not c.finished and c.blocked_by else c for c in out]
+
+
+def _blocked(component: ResourceResult, by_name: dict[str, ResourceResult]) -> ResourceResult:
+    """`blocked by db (failed)`: names what it waits on and how that ended."""
+    words = []
+    for name in component.blocked_by:
+        other = by_name.get(name)
+        words.append(f"{name} ({other.status.value})" if other is not None else name)
+    return dataclasses.replace(component, reason="Blocked", message=f"blocked by {', '.join(words)}")
 
 
 def root_causes(components: Sequence[ResourceResult]) -> list[ResourceResult]:
-    """What to annotate: failed components (not the unfinished); if none is concrete, every failure."""
-    failed = [c for c in components if not c.ok and c.finished]
+    """What the headline names and annotations mark: the failed components, never the unfinished."""
+    failed = [c for c in components if c.status is Status.FAILED]
     return failed or [c for c in components if not c.ok]

@@ -12,25 +12,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from pyci.results import ExitCode, ResourceResult, RunResult, StageResult
+from pyci.results import ExitCode, ResourceResult, RunResult, StageResult, format_duration
 
 REDACTED = "***"
 SUMMARY_LOG_LINES = 40  # a summary shows the tail; the artifacts keep everything
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # Characters XML 1.0 cannot carry at all (tilt and pod logs do contain some).
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def format_duration(seconds: float | None) -> str:
-    """`4.5s`, `1m 23s`, `1h 02m`; `–` when unknown."""
-    if seconds is None:
-        return "–"
-    if seconds < 60:
-        return f"{max(seconds, 0.0):.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

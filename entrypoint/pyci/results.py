@@ -6,6 +6,18 @@ import enum
 from dataclasses import dataclass, field
 
 
+def format_duration(seconds: float | None) -> str:
+    """`4.5s`, `1m 23s`, `1h 02m`; `–` when unknown."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{max(seconds, 0.0):.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
 class ExitCode(enum.IntEnum):
     HEALTHY = 0
     APP_FAILED = 1

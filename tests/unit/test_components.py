@@ -35,7 +35,8 @@ def test_a_failed_job_is_one_component_with_one_cause():
 
 def test_bystanders_are_not_finished_and_never_blamed():
     found = [tilt("api", False, "BuildFailed", message="exit code: 3"), tilt("web", False, "NotReady"),
-             tilt("migrate", False, "NotBuilt"), k8s("deployment/default/web", False, "NotReady")]
+             tilt("migrate", False, "NotBuilt"),
+             k8s("deployment/default/web", False, "NotReady", finished=False)]
     merged = {c.name: c for c in components.merge(found, HELLO)}
     assert merged["api"].verdict == "failed"
     assert merged["web"].verdict == merged["migrate"].verdict == "not finished"

@@ -472,7 +472,8 @@ def test_wait_counts_allowances_from_its_own_start_and_ready_times_from_the_watc
     assert 1.0 <= time.monotonic() - t0 < 5  # not timed out at once for the 100 s already gone
     assert web.ok and web.ready_seconds is not None and web.ready_seconds >= 100
     assert (slow.ok, slow.reason) == (False, "Timeout")
-    assert "after 1s of watching (limit 1s), waiting on 1/2 available" in (slow.message or "")
+    assert "after its first pod was created (pyci's readiness limit 1.0s), waiting on 1/2 available" in (
+        slow.message or "")
     assert any(line.startswith("readiness: still not healthy: deployment/default/slow") for line in lines)
 
 
@@ -485,7 +486,8 @@ def test_a_pull_error_at_the_deadline_is_the_verdict_not_a_timeout(monkeypatch):
     res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", problem,
                            w.start + 20)  # type: ignore[arg-type]
     assert (res.ok, res.reason) == (False, "ImagePullBackOff")
-    assert "not healthy after 20s of watching" in (res.message or "")
+    # no pod or creation time known: told from when the watch began
+    assert "not healthy 20.0s after its first pod was created" in (res.message or "")
     probe = r.Problem("ReadinessProbeFailing", "readiness probe failing", False, "web-1")
     res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", probe,
                            w.start + 20)  # type: ignore[arg-type]

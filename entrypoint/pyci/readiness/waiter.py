@@ -8,16 +8,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from kubernetes import client
 
+from pyci.readiness import verdict
 from pyci.readiness.cache import Cache
 from pyci.readiness.classify import _CAUSES, _CONFIG_ERRORS, Problem, workload_problem
 from pyci.readiness.explain import _enrich, _short, describe_pending
 from pyci.readiness.health import workload_health
 from pyci.readiness.objects import SYSTEM_NAMESPACES, Key, allowance, result_name
 from pyci.readiness.watch import _list_functions, _Msg, _watch_loop
-from pyci.results import Cancelled, InfrastructureError, ResourceResult
+from pyci.results import Cancelled, InfrastructureError, ResourceResult, Span, format_duration
 
 Log = Callable[[str], None]
 TICK = 0.25  # how often deadlines and grace periods are checked when no event arrives
@@ -62,6 +64,7 @@ class _Waiter:
         self.listed: set[tuple[str, str | None]] = set()
         self.expected_lists = 0
         self.ready_at: dict[Key, float] = {}
+        self.ready_wall: dict[Key, float] = {}  # POSIX time each turned healthy, for the timeline
         self.first_seen_problem: dict[tuple[Key, str], float] = {}
         self.fatal: dict[Key, Problem] = {}
         self.unreachable_since: float | None = None  # no watch has reached the API server since
@@ -176,6 +179,7 @@ class _Waiter:
             healthy, detail = workload_health(key[0], obj, pods.get(key, []))
             if healthy:
                 self.ready_at.setdefault(key, now - self.watching_since)
+                self.ready_wall.setdefault(key, time.time())
                 self.fatal.pop(key, None)
                 continue
             self.ready_at.pop(key, None)
@@ -208,37 +212,59 @@ class _Waiter:
 
     def results(self, pending: Mapping[Key, tuple[str, Problem | None]], now: float) -> list[ResourceResult]:
         core = client.CoreV1Api(self.api_client)
+        pods = self.cache.pods_by_workload()
+        wall = time.time()
         out = []
         for key in sorted(set(self.ready_at) | set(pending)):
+            obj = self.cache.objects.get(key) or {}
+            since = verdict.waiting_since(obj, pods.get(key, []))
             if key in self.ready_at:
                 ready = round(self.ready_at[key], 3)
-                out.append(ResourceResult(result_name(key), "kubernetes", True, ready_seconds=ready))
+                spans = [Span("ready", since, self.ready_wall.get(key, wall))] if since is not None else []
+                out.append(ResourceResult(result_name(key), "kubernetes", True, ready_seconds=ready,
+                                          spans=spans))
                 continue
             detail, problem = pending[key]
-            out.append(self._failed_result(core, key, detail, problem, now))
+            result = self._failed_result(core, key, detail, problem, now, obj, pods.get(key, []), wall)
+            result.spans = [Span("ready", since, None)] if since is not None else []
+            out.append(result)
         return out
 
     def _failed_result(
-        self, core: client.CoreV1Api, key: Key, detail: str, problem: Problem | None, now: float
+        self, core: client.CoreV1Api, key: Key, detail: str, problem: Problem | None, now: float,
+        obj: Mapping[str, Any] | None = None, pods: Sequence[Mapping[str, Any]] = (),
+        wall: float | None = None,
     ) -> ResourceResult:
+        """Failed with its cause, timed out, or (the run stopped on another's failure) decided by evidence."""
+        wall = time.time() if wall is None else wall
         limit = allowance(key, self.timeout, self.per_resource)
-        message, logs = _enrich(core, key[1], problem) if problem else ("", "")
-        why = f"{problem.reason}: {message}" if problem else "no cause found"
+        name = result_name(key)
         if problem is not None and problem.fatal:
-            reason, text = problem.reason, message
-        elif now - self.start >= limit:
-            # The time really waited (the watch starts before tilt ci), not just the limit it passed.
-            waited = now - self.start
-            text = (f"not healthy after {waited:.0f}s of watching (limit {limit:.0f}s), "
-                    f"waiting on {detail}; {why}")
+            message, logs = _enrich(core, key[1], problem)
+            return ResourceResult(name, "kubernetes", False, reason=problem.reason, message=message,
+                                  logs=logs)
+        if now - self.start >= limit:
+            message, logs = _enrich(core, key[1], problem) if problem else ("", "")
+            why = f"; {problem.reason}: {message}" if problem else ""
+            # Told from when it began to wait (its first pod's creation, under tilt ci), not from when
+            # this watch's last stage began.
+            since = verdict.waiting_since(obj or {}, pods)
+            waited = wall - since if since is not None else now - self.watching_since
+            text = (f"not healthy {format_duration(waited)} after its first pod was created "
+                    f"(pyci's readiness limit {format_duration(limit)}), waiting on {detail}{why}")
             # A cause seen at the deadline is the verdict (the kubelet flips a pull error between
             # ErrImagePull and ImagePullBackOff, so the last look may catch the milder one); a pod
             # that is merely slow or not ready yet timed out.
             reason = problem.reason if problem is not None and problem.reason in _CAUSES else "Timeout"
-        else:
-            reason = problem.reason if problem else "NotReady"
-            text = f"not healthy yet when another workload failed ({detail}); {why}"
-        return ResourceResult(result_name(key), "kubernetes", False, reason=reason, message=text, logs=logs)
+            return ResourceResult(name, "kubernetes", False, reason=reason, message=text, logs=logs)
+        found = verdict.decide(key[0], obj or {}, pods, problem, detail, wall)
+        if not found.failed:
+            return ResourceResult(name, "kubernetes", False, reason=found.reason, message=found.message,
+                                  finished=False)
+        message, logs = _enrich(core, key[1], problem) if problem else (found.message, "")
+        if problem is None or found.reason != problem.reason:
+            message = found.message + (f" | {message}" if problem and message else "")
+        return ResourceResult(name, "kubernetes", False, reason=found.reason, message=message, logs=logs)
 
     def _finish(self, pending: Mapping[Key, tuple[str, Problem | None]], now: float) -> list[ResourceResult]:
         results = self.results(pending, now)
