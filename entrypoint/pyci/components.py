@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pyci.results import ResourceResult, Status
+from pyci.results import ResourceResult, Status, rendering
 
 
 def owners(evaluation: Any) -> dict[str, str]:
@@ -121,5 +121,9 @@ def _blocked(component: ResourceResult, by_name: dict[str, ResourceResult]) -> R
 
 def root_causes(components: Sequence[ResourceResult]) -> list[ResourceResult]:
     """What the headline names and annotations mark: the failed components, never the unfinished."""
-    failed = [c for c in components if c.status is Status.FAILED]
-    return failed or [c for c in components if not c.ok]
+    return [c for c in components if rendering(c.status).annotate]
+
+
+def app_failed(components: Sequence[ResourceResult]) -> bool:
+    """Whether these components say the app did not start (exit 1), by the one status table."""
+    return any(rendering(c.status).fails_run for c in components)

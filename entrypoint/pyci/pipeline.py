@@ -32,6 +32,7 @@ from pyci.results import (
     ResourceResult,
     RunResult,
     StageResult,
+    Status,
 )
 from pyci.settings import Settings
 
@@ -62,20 +63,24 @@ class Run:
     late_signal: str = ""  # a signal that came while cleanup ran: it did not stop it, the run is cancelled
 
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage inside a folded log group and record how it ended."""
+    def stage(self, name: str) -> Iterator[StageResult]:
+        """Time a stage inside a folded log group and record how it ended. The body may mark the stage
+        it is given (stopped, or failed without raising) before the group's closing line is written."""
         t0 = time.monotonic()
-        with self.platform.group(name):
+        result = StageResult(name, 0.0, started_at=time.time())
+        with self.platform.group(name, status=lambda: result.status):
             try:
-                yield
+                yield result
             except BaseException as e:
-                message = e.message if isinstance(e, PyciError) else f"{type(e).__name__}: {e}"
-                self.stages.append(StageResult(name, time.monotonic() - t0, ok=False, error=message))
+                result.ok, result.seconds = False, time.monotonic() - t0
+                result.error = e.message if isinstance(e, PyciError) else f"{type(e).__name__}: {e}"
+                self.stages.append(result)
                 raise
-        self.stages.append(StageResult(name, time.monotonic() - t0))
+            result.seconds = time.monotonic() - t0
+        self.stages.append(result)
 
     def skip(self, name: str) -> None:
-        self.stages.append(StageResult(name, 0.0, skipped=True))
+        self.stages.append(StageResult(name, 0.0, skipped=True, started_at=time.time()))
 
 
 def run(settings: Settings, platform: Platform, cancel: threading.Event | None = None) -> RunResult:
@@ -209,8 +214,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     _note_cache_hits(state, ahead, outcome.log_path)
     found = outcome.resources + workloads
     state.resources = components.merge(found, state.evaluation)
-    failing = [r for r in state.resources if not r.ok]
-    if outcome.exit_code == 0 and not failing:
+    if outcome.exit_code == 0 and not components.app_failed(state.resources):
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
     # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
     _raise_if_infrastructure_lost(client, reg_info, kind_nodes)
@@ -220,11 +224,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         # The bundle looks objects up by their own names: the members, not the merged components.
         _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
                      kind_cluster=cluster_info.name if s.cluster == "kind" else None)
-    causes = components.root_causes(state.resources)
+    causes = components.root_causes(state.resources)  # the failed: never a bystander
     for r in causes:
         state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
     names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in causes[:5])
-    if not failing:
+    if not causes:  # tilt ci failed, and no component says why: tilt's own word
         names = outcome.error or f"tilt ci exited {outcome.exit_code}"
     raise AppFailed(f"the app did not start: {names}")
 
@@ -317,7 +321,8 @@ def _await_ahead(state: Run, ahead: BuildAhead | None) -> None:
     ahead.wait_loaded(state.settings.timeout, state.cancel)
     ahead.profile.waited = time.monotonic() - t0
     _check_cancel(state)
-    state.stages.append(StageResult("build ahead", ahead.profile.waited, detail=ahead.profile.describe()))
+    state.stages.append(StageResult("build ahead", ahead.profile.waited, detail=ahead.profile.describe(),
+                                    started_at=time.time() - ahead.profile.waited))
     state.platform.info(f"build ahead: {ahead.profile.describe()}")
 
 
@@ -350,18 +355,21 @@ def _tilt(state: Run, kubeconfig: Path, sentinel: Sentinel | None) -> Any:
     from pyci import tilt
 
     s = state.settings
-    with state.stage("tilt ci"):  # the sentinel stops tilt as soon as a workload failed for good
+    with state.stage("tilt ci") as stage:  # the sentinel stops tilt as soon as a workload failed for good
         outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
                               cancel=state.cancel, stop=sentinel.failed if sentinel else None,
                               redact=state.platform.redact)
+        if outcome.exit_code != 0 and sentinel is not None and sentinel.failed.is_set() \
+                and sentinel.lost is None:
+            # pyci ended it on purpose: the cause is a workload's, shown where the watch found it.
+            stage.stopped, stage.error = True, f"a workload failed: {', '.join(sentinel.reasons)}"
+        elif outcome.exit_code != 0:
+            stage.ok, stage.error = False, outcome.error or f"tilt ci exited {outcome.exit_code}"
     if outcome.exit_code == 0:
         # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
         # lag behind (a resource still "pending" in it), so its word wins.
         outcome.resources = [dataclasses.replace(r, ok=True, reason=None, message=None)
                              for r in outcome.resources]
-    else:
-        stage = state.stages[-1]
-        stage.ok, stage.error = False, outcome.error or f"tilt ci exited {outcome.exit_code}"
     return outcome
 
 
@@ -372,8 +380,13 @@ def _readiness(state: Run, sentinel: Sentinel | None, tilt_ok: bool) -> list[Res
         return []
     timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
     testhook.pause("readiness")
-    with state.stage("readiness"):  # on the sentinel's watches: a healthy app is reported at once
-        return sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel)
+    with state.stage("readiness") as stage:  # on the sentinel's watches: a healthy app is reported at once
+        found = sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel)
+        failed = [r for r in found if r.status is Status.FAILED]
+        if failed:  # the watch found the cause: the stage that found it is where the run failed
+            stage.ok = False
+            stage.error = ", ".join(f"{r.name} ({r.reason})" for r in failed[:5])
+        return found
 
 
 def _diagnostics(state: Run, api: Any, failing: list[ResourceResult], snapshot: Path | None,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from pyci.report import format_duration
+from pyci.results import Status, format_duration, rendering
 from pyci.tiltfile import SourceLocation
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary larger than 1 MiB
@@ -133,27 +133,29 @@ class Platform:
         self._write(self._paint(f"error: {where}{self.redact(title)}: {self.redact(message)}", "31"))
 
     @contextlib.contextmanager
-    def group(self, title: str) -> Iterator[None]:
-        """A stage: a heading, then its duration, also when it fails."""
+    def group(self, title: str, status: Callable[[], Status] | None = None) -> Iterator[None]:
+        """A stage: a heading, then its duration and status (`status()` when it ended without raising:
+        a stage can end stopped or failed without an exception), also when it fails."""
         started = self.clock()
         self._open_group(self.redact(title))
         try:
             yield
         except BaseException:
-            self._close_group(self.redact(title), self.clock() - started, ok=False)
+            self._close_group(self.redact(title), self.clock() - started, Status.FAILED)
             raise
-        self._close_group(self.redact(title), self.clock() - started, ok=True)
+        self._close_group(self.redact(title), self.clock() - started,
+                          status() if status is not None else Status.HEALTHY)
 
     def _open_group(self, title: str) -> None:
         self._write(self._paint(f"▶ {title}", "1"))
 
-    def _close_group(self, title: str, seconds: float, ok: bool) -> None:
-        line = (
-            f"✓ {title} ({format_duration(seconds)})"
-            if ok
-            else f"✗ {title} failed after {format_duration(seconds)}"
-        )
-        self._write(self._paint(line, "32" if ok else "31"))
+    def _close_group(self, title: str, seconds: float, status: Status) -> None:
+        shown = rendering(status)
+        if status is Status.HEALTHY:
+            line = f"{shown.log_mark} {title} ({format_duration(seconds)})"
+        else:
+            line = f"{shown.log_mark} {title} {shown.word} after {format_duration(seconds)}"
+        self._write(self._paint(line, {Status.HEALTHY: "32", Status.FAILED: "31"}.get(status, "33")))
 
     # --- secrets, outputs, summary ---
     def mask(self, secret: str) -> None:
@@ -239,12 +241,12 @@ class GitHubActions(Platform):
             # GitHub cannot nest groups: an inner (or concurrent) stage is a plain heading.
             self._write(f"::group::{escape_data(title)}" if self._open_groups == 1 else f"▶ {title}")
 
-    def _close_group(self, title: str, seconds: float, ok: bool) -> None:
+    def _close_group(self, title: str, seconds: float, status: Status) -> None:
         with self._lock:
             self._open_groups -= 1
             if self._open_groups == 0:
                 self._write("::endgroup::")
-            super()._close_group(title, seconds, ok)  # after the group: visible while it is folded
+            super()._close_group(title, seconds, status)  # after the group: visible while it is folded
 
     def _announce_mask(self, line: str) -> None:
         self._write(f"::add-mask::{escape_data(line)}")

@@ -12,7 +12,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from pyci.results import ExitCode, ResourceResult, RunResult, StageResult, format_duration
+from pyci.results import (
+    ExitCode,
+    ResourceResult,
+    RunResult,
+    StageResult,
+    Status,
+    format_duration,
+    rendering,
+)
 
 REDACTED = "***"
 SUMMARY_LOG_LINES = 40  # a summary shows the tail; the artifacts keep everything
@@ -72,24 +80,32 @@ def _problem(case: ET.Element, tag: str, kind: str, message: str) -> None:
 
 def stage_case(stage: StageResult, secrets: Iterable[str]) -> ET.Element:
     case = _case(clean(stage.name, secrets), "pyci.setup", stage.seconds)
-    if stage.skipped:
-        ET.SubElement(case, "skipped")
-    elif not stage.ok:
-        _problem(case, "error", "StageFailed", clean(stage.error, secrets) or f"{stage.name} failed")
+    tag = rendering(stage.status).junit_stage
+    if tag == "skipped":
+        ET.SubElement(case, "skipped").set("message", clean(stage_words(stage), secrets))
+    elif tag is not None:
+        _problem(case, tag, "StageFailed", clean(stage.error, secrets) or f"{stage.name} failed")
     if stage.detail:
         ET.SubElement(case, "system-out").text = clean(stage.detail, secrets)
     return case
+
+
+def stage_words(stage: StageResult) -> str:
+    """`stopped: a component failed (payments)`; the status's word, with the reason when there is one."""
+    word = rendering(stage.status).word
+    return f"{word}: {stage.error}" if stage.error else word
 
 
 def resource_case(resource: ResourceResult, secrets: Iterable[str]) -> ET.Element:
     case = _case(
         clean(resource.name, secrets), f"pyci.resources.{resource.source}", _resource_seconds(resource)
     )
-    if not resource.ok and not resource.finished:
-        ET.SubElement(case, "skipped").set("message", NOT_FINISHED)
-    elif not resource.ok:
+    tag = rendering(resource.status).junit
+    if tag == "skipped":
+        ET.SubElement(case, "skipped").set("message", clean(component_words(resource), secrets))
+    elif tag is not None:
         reason = clean(resource.reason, secrets) or "Unhealthy"
-        _problem(case, "failure", reason, clean(resource.message, secrets) or reason)
+        _problem(case, tag, reason, clean(resource.message, secrets) or reason)
     out = [f"workloads: {', '.join(resource.workloads)}"] if resource.workloads else []
     if resource.logs:
         out.append(resource.logs)
@@ -161,12 +177,24 @@ def _tail(text: str, lines: int = SUMMARY_LOG_LINES) -> str:
 NOT_FINISHED = "not finished: the run stopped on another component's failure"
 
 
+def component_words(resource: ResourceResult) -> str:
+    """What a component's status means, in words: `not finished: blocked by db (failed)`."""
+    status = resource.status
+    if status is Status.NOT_FINISHED:
+        return f"not finished: {resource.message}" if resource.message else NOT_FINISHED
+    if status is Status.FAILED:
+        return f"failed: {resource.reason or 'unhealthy'}"
+    return rendering(status).word
+
+
 def _status(resource: ResourceResult, secrets: Iterable[str]) -> str:
-    if resource.ok:
-        return "✅ ready"
-    if not resource.finished:
-        return "⏸️ not finished"
-    return f"❌ {cell(clean(resource.reason, secrets) or 'unhealthy')}"
+    shown = rendering(resource.status)
+    if resource.status is Status.FAILED:
+        return f"{shown.icon} {cell(clean(resource.reason, secrets) or 'unhealthy')}"
+    if resource.status is Status.NOT_FINISHED:
+        why = f": {cell(clean(resource.message, secrets))}" if resource.message else ""
+        return f"{shown.icon} {shown.word}{why}"
+    return f"{shown.icon} {shown.word}"
 
 
 def _resources_table(result: RunResult, secrets: tuple[str, ...]) -> list[str]:
@@ -199,9 +227,10 @@ def _failure_details(resource: ResourceResult, secrets: tuple[str, ...]) -> list
 def _stages_table(result: RunResult, secrets: tuple[str, ...]) -> list[str]:
     rows = ["| Stage | Status | Time |", "| --- | --- | ---: |"]
     for s in result.stages:
-        status = (
-            "⏭️ skipped" if s.skipped else "✅" if s.ok else f"❌ {cell(clean(s.error, secrets) or 'failed')}"
-        )
+        shown = rendering(s.status)
+        status = shown.icon
+        if s.status is not Status.HEALTHY:
+            status += f" {cell(clean(stage_words(s), secrets))}"
         if s.detail:
             status += f" {cell(clean(s.detail, secrets))}"
         rows.append(f"| {cell(s.name)} | {status} | {format_duration(s.seconds)} |")
@@ -214,7 +243,7 @@ def summary_markdown(result: RunResult, secrets: Iterable[str] = ()) -> str:
     lines = [f"## {_ICON[result.exit_code]} pyci: {result.result} — {headline}", ""]
     lines.append(f"Finished in {format_duration(result.duration)}" + _where(result) + ".")
     lines += ["", "### Resources", "", *_resources_table(result, secrets)]
-    failed = [r for r in result.resources if not r.ok and r.finished]  # not the unfinished: no blame
+    failed = [r for r in result.resources if r.status is Status.FAILED]  # not the unfinished: no blame
     if failed:
         lines += ["### Failures", ""]
         for resource in failed:

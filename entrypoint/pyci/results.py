@@ -82,17 +82,19 @@ class Rendering:
 
     icon: str  # step summary and timeline
     word: str  # summary text, log group's closing line
-    junit: str | None  # the JUnit child element: None (passed), "failure", "error" or "skipped"
+    junit: str | None  # a component's JUnit child element: None (passed), "failure" or "skipped"
+    junit_stage: str | None  # a setup stage's: a stage that failed is an infrastructure "error"
     annotate: bool  # an ::error annotation (a cause)
     log_mark: str  # the terminal's mark on a log group's closing line
+    fails_run: bool  # a component in this status means the app did not start (exit 1)
 
 
 RENDERING: dict[Status, Rendering] = {
-    Status.HEALTHY: Rendering("✅", "healthy", None, False, "✓"),
-    Status.FAILED: Rendering("❌", "failed", "failure", True, "✗"),
-    Status.NOT_FINISHED: Rendering("⏸️", "not finished", "skipped", False, "…"),
-    Status.STOPPED: Rendering("⏹️", "stopped", "skipped", False, "⏹"),
-    Status.SKIPPED: Rendering("⏭️", "skipped", "skipped", False, "-"),
+    Status.HEALTHY: Rendering("✅", "healthy", None, None, False, "✓", False),
+    Status.FAILED: Rendering("❌", "failed", "failure", "error", True, "✗", True),
+    Status.NOT_FINISHED: Rendering("⏸️", "not finished", "skipped", "skipped", False, "…", True),
+    Status.STOPPED: Rendering("⏹️", "stopped", "skipped", "skipped", False, "⏹", False),
+    Status.SKIPPED: Rendering("⏭️", "skipped", "skipped", "skipped", False, "-", False),
 }
 
 

@@ -136,9 +136,9 @@ def test_summary_headline_and_tables(failed: RunResult):
     text = summary_markdown(failed, secrets=(SECRET,))
     assert text.startswith("## ❌ pyci: failure — 2 of 5 resources are not healthy")
     assert "| `web` | ❌ BuildFailed | 31.2s | – |" in text
-    assert "| `api` | ✅ ready | 23.4s | 5.1s |" in text
+    assert "| `api` | ✅ healthy | 23.4s | 5.1s |" in text
     assert "| cluster | ✅ | 41.7s |" in text
-    assert "| tilt | ❌ tilt ci exited 1: web build failed | 1m 36s |" in text
+    assert "| tilt | ❌ failed: tilt ci exited 1: web build failed | 1m 36s |" in text
     assert "| kind-logs | ⏭️ skipped | 0.0s |" in text
     assert "Finished in 3m 35s on cluster `pyci-gh-123-1`, registry `localhost:5001`." in text
 
