@@ -16,7 +16,8 @@ from pyci.platforms import GitHubActions, detect
 from pyci.results import RENDERING, ExitCode, ResourceResult, RunResult, StageResult, Status, rendering
 
 NAMES = st.text(alphabet="abcdefghij-", min_size=1, max_size=8).filter(lambda n: n.strip("-"))
-REASONS = st.sampled_from([None, "CrashLoopBackOff", "NotReady", "NotBuilt", "BuildFailed", "Timeout", "Blocked"])
+REASONS = st.sampled_from([None, "CrashLoopBackOff", "NotReady", "NotBuilt", "BuildFailed", "Timeout",
+                          "Blocked"])
 
 
 @st.composite
