@@ -381,7 +381,8 @@ def _readiness(state: Run, sentinel: Sentinel | None, tilt_ok: bool) -> list[Res
     timeout = s.wait_timeout if tilt_ok else min(s.wait_timeout, EXPLAIN_AFTER_TILT_FAILURE)
     testhook.pause("readiness")
     with state.stage("readiness") as stage:  # on the sentinel's watches: a healthy app is reported at once
-        found = sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel)
+        found = sentinel.wait_healthy(timeout, s.readiness_timeouts, cancel=state.cancel,
+                                      explaining=not tilt_ok)
         failed = [r for r in found if r.status is Status.FAILED]
         if failed:  # the watch found the cause: the stage that found it is where the run failed
             stage.ok = False

@@ -18,7 +18,7 @@ class FakeSentinel:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def wait_healthy(self, timeout, per_resource_timeouts, cancel=None):
+    def wait_healthy(self, timeout, per_resource_timeouts, cancel=None, explaining=False):
         self.calls.append((timeout, per_resource_timeouts, cancel))
         return []
 

@@ -65,6 +65,7 @@ class _Waiter:
         self.expected_lists = 0
         self.ready_at: dict[Key, float] = {}
         self.ready_wall: dict[Key, float] = {}  # POSIX time each turned healthy, for the timeline
+        self.explaining = False  # tilt ci failed: the watch only explains why (see Sentinel.wait_healthy)
         self.first_seen_problem: dict[tuple[Key, str], float] = {}
         self.fatal: dict[Key, Problem] = {}
         self.unreachable_since: float | None = None  # no watch has reached the API server since
@@ -250,8 +251,10 @@ class _Waiter:
             # this watch's last stage began.
             since = verdict.waiting_since(obj or {}, pods)
             waited = wall - since if since is not None else now - self.watching_since
-            text = (f"not healthy {format_duration(waited)} after its first pod was created "
-                    f"(pyci's readiness limit {format_duration(limit)}), waiting on {detail}{why}")
+            limit_words = ("when tilt ci had ended" if self.explaining
+                           else f"(pyci's readiness limit {format_duration(limit)})")
+            text = (f"not healthy {format_duration(waited)} after its first pod was created {limit_words}, "
+                    f"waiting on {detail}{why}")
             # A cause seen at the deadline is the verdict (the kubelet flips a pull error between
             # ErrImagePull and ImagePullBackOff, so the last look may catch the milder one); a pod
             # that is merely slow or not ready yet timed out.
@@ -351,9 +354,13 @@ class Sentinel:
         per_resource_timeouts: Mapping[str, float],
         cancel: threading.Event | None = None,
         progress_every: float = PROGRESS_EVERY,
+        explaining: bool = False,
     ) -> list[ResourceResult]:
-        """The module's wait_healthy, on this sentinel's watches: its thread hands the cache over."""
+        """The module's wait_healthy, on this sentinel's watches: its thread hands the cache over.
+        `explaining`: tilt ci has failed already; the short watch only says why (its limit is no
+        workload's own, so its messages do not name it)."""
         self._stop_thread()
+        self._waiter.explaining = explaining
         return self._waiter.wait(timeout, per_resource_timeouts, cancel, progress_every)
 
     def _stop_thread(self) -> None:
