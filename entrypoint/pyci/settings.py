@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
 import secrets as _secrets
 import shlex
+import tempfile
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -389,18 +389,31 @@ def _check_kind_config(path: Path, problems: dict[str, list[str]]) -> None:
 
 
 def _unwritable(path: Path, is_dir: bool) -> str | None:
-    """Why pyci could not write there, or None; nothing is created to find out."""
+    """Why pyci could not write there, or None. Tried, not inferred from permission bits: pyci runs as
+    root in its image, where access() says yes to a read-only mount or /proc. The probe leaves nothing:
+    an existing file is opened for appending (not written), a new one is a temporary file, removed."""
     if _is(Path.exists, path):
         if is_dir != _is(Path.is_dir, path):
             return "is a directory" if not is_dir else "is a file, not a directory"
-        return None if os.access(path, os.W_OK) else "is not writable"
+        return _cannot_write(path, "is not writable")
     parent = path.parent
     while not _is(Path.exists, parent) and parent != parent.parent:
         parent = parent.parent
     if not _is(Path.is_dir, parent):
         return f"cannot be created: {show(str(parent))} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {show(str(parent))} is not writable"
+    return _cannot_write(parent, f"cannot be created: {show(str(parent))} is not writable")
+
+
+def _cannot_write(path: Path, why: str) -> str | None:
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with open(path, "ab"):
+                pass
+    except OSError as err:
+        return f"{why} ({err.strerror or err})"
     return None
 
 

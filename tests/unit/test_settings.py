@@ -441,3 +441,23 @@ def test_a_kind_config_that_is_not_yaml_is_caught_before_the_run(workspace: Path
     assert problems({"kind-config": "list.yaml"}) == [
         "kind-config: 'list.yaml' is not a kind Cluster config (a YAML mapping); "
         "allowed: a path to an existing kind config file"]
+
+
+@pytest.mark.parametrize(("name", "raw", "why"), [
+    # pyci runs as root in its image: permission bits say yes, the file system says no. Found up front.
+    ("junit", "/proc/pyci-junit.xml", "cannot be created: '/proc' is not writable"),
+    ("junit", "/sys/pyci/junit.xml", "cannot be created: '/sys' is not writable"),
+    ("artifacts-dir", "/proc/pyci-artifacts", "cannot be created: '/proc' is not writable"),
+])
+def test_an_output_path_that_cannot_be_written_is_found_before_the_run(workspace: Path, name: str, raw: str,
+                                                                       why: str):
+    lines = problems(**{f"INPUT_{name.upper()}": raw})
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: ") and why in lines[0], lines
+
+
+def test_probing_an_output_path_leaves_nothing(workspace: Path, tmp_path: Path):
+    target = tmp_path / "reports"
+    target.mkdir()
+    found = load(None, INPUT_JUNIT=str(target / "junit.xml"), **{"INPUT_ARTIFACTS-DIR": str(target / "art")})
+    assert found.junit == target / "junit.xml" and found.artifacts_dir == target / "art"
+    assert list(target.iterdir()) == []
