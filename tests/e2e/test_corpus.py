@@ -206,6 +206,17 @@ BREAKAGES = {
     "local-bash": ("seed", {"BuildFailed"}, "exit status 3", "brk-none"),
     "helm-value": ("(Tiltfile)", {"TiltfileError"}, "image.tag is required", "brk-none"),
     "bad-kustomize": ("(Tiltfile)", {"TiltfileError"}, "overlays-not-here.yaml", "brk-none"),
+    # issue 21: the cause beside bystanders (tools/verdict-matrix runs these, and more, 10 rounds each)
+    "verdict-crash": ("payments", {"CrashLoopBackOff"}, "payments: PAYMENTS_API_KEY is not set",
+                      "brk-verdict-crash"),
+    "verdict-chain": ("db", {"CrashLoopBackOff"}, "db: data directory", "brk-verdict-chain"),
+}
+# way -> the bystanders' rows: never failed, never annotated; what a not-finished one says it was doing
+BYSTANDERS = {
+    "verdict-crash": {"cart": ("skipped", "not finished: starting"),
+                      "web": ("skipped", "not finished: starting")},
+    "verdict-chain": {"api": ("skipped", "not finished: blocked by db"),
+                      "web": ("skipped", "not finished: blocked by api")},
 }
 
 
@@ -238,6 +249,13 @@ def test_each_breakage_fails_the_run_with_its_own_reason(
     failure = failed[component].find("failure")
     assert failure is not None and failure.get("type") in types, case
     assert words in case, case  # a crash's and a failed Job's own last words: the container really ran
+    cases = resource_cases(junit_path)
+    for name, (tag, says) in BYSTANDERS.get(way, {}).items():
+        element = cases[name].find(tag)
+        # a slow starter may have become healthy by the time the crash ended the run: never blamed
+        healthy = way == "verdict-crash" and all(cases[name].find(t) is None for t in ("failure", "skipped"))
+        assert healthy or (element is not None and (element.get("message") or "").startswith(says)), \
+            ET.tostring(cases[name], encoding="unicode")
     summary = (commands / "step_summary").read_text()
     assert f"`{component}`" in summary and words in summary, summary
     annotations = [line for line in done.stdout.splitlines()
