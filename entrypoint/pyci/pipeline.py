@@ -7,21 +7,19 @@ Cancelled in the main thread; child processes (kind, tilt, socat) are stopped, t
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyci import processes, testhook
+from pyci import concurrency, daemon, processes, signals, testhook
 from pyci.platforms import Platform
 from pyci.results import (
     AppFailed,
@@ -79,6 +77,11 @@ class Run:
             result.seconds = time.monotonic() - t0
         self.stages.append(result)
 
+    def remember_signal(self, name: str) -> None:
+        """A signal that came while cleanup ran: the run ends cancelled (unless it was already)."""
+        if not self.cancel.is_set() and not self.late_signal:
+            self.late_signal = name
+
     def skip(self, name: str) -> None:
         self.stages.append(StageResult(name, 0.0, skipped=True, started_at=time.time()))
 
@@ -92,7 +95,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
     # What `pyci cleanup --run-id` takes, should this run be killed before its cleanup.
     platform.info(f"run id {settings.run_id}")
     exit_code, headline = ExitCode.HEALTHY, ""
-    with _signals_cancel(state.cancel):
+    with signals.cancel_on_signal(state.cancel):
         stack = contextlib.ExitStack()
         try:
             exit_code, headline = _run_stages(state, stack)
@@ -137,7 +140,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
 
     s = state.settings
     with state.stage("docker"):
-        client = _docker_client()
+        client = daemon.docker_client()
         stack.callback(client.close)
     with state.stage("topology"):
         where = topology.detect(client, s.topology)
@@ -154,11 +157,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         stack.callback(_rmtree, workdir)
     provider = clusters.get_provider(s, workdir)
     kind_network: str = (getattr(provider, "network", None) or "") if s.cluster == "kind" else ""
-    made_network = bool(kind_network) and not _network_exists(client, kind_network)
+    made_network = bool(kind_network) and not daemon.network_exists(client, kind_network)
     if made_network:
         # kind makes its network on first use and never removes it: this run made it, so it goes,
         # after the cluster and the registry (callbacks run last-in first-out).
-        stack.callback(_remove_network_if_unused, client, kind_network)
+        stack.callback(daemon.remove_network_if_unused, client, kind_network)
     if isinstance(provider, KindProvider) and not provider.exists():
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
         ownership.claim_cluster(client, s.cluster_name, s.run_id, stack,
@@ -167,11 +170,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
-        stack.callback(_close_together, reg_stack, cluster_stack)  # undone side by side, as made
+        stack.callback(concurrency.close_together, reg_stack, cluster_stack)  # undone side by side, as made
         if ahead is not None:  # its throwaway tags go beside kind delete, after tilt's builds used them
             reg_stack.callback(ahead.close)
-        reg_info, cluster_info = _concurrently(
-            state,
+        reg_info, cluster_info = concurrency.concurrently(
+            state.cancel,
             lambda: _registry(state, client, where, reg_stack, ahead, kind_network),
             lambda: provider.create(cluster_stack),
         )
@@ -184,7 +187,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     if reg_info.mode == "local" and reg_info.host:
         # tilt leaves `<registry>/<image>:tilt-<hash>` tags in the daemon; they die with the registry
         # (beside kind delete, before the registry container goes).
-        reg_stack.callback(_remove_tags, client, f"{reg_info.host}/")
+        reg_stack.callback(daemon.remove_tags, client, f"{reg_info.host}/")
     _check_cancel(state)
 
     testhook.pause("connect")
@@ -192,7 +195,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         reach = network.make_reachable(client, where, cluster_info, reg_info, stack,
                                        socat_image=s.socat_image, labels=registry.labels(s))
         state.kubeconfig = str(reach.kubeconfig)
-        api = _api_client(reach.kubeconfig)
+        api = daemon.api_client(reach.kubeconfig)
         stack.callback(api.close)
         registry.connect_to_cluster(client, reg_info, cluster_info, api,
                                     namespaces=s.namespaces or ("default",),
@@ -209,7 +212,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
                 raise sentinel.lost
             workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
     except InfrastructureError:
-        _raise_if_infrastructure_lost(client, reg_info, kind_nodes)  # the more concrete reason
+        daemon.raise_if_infrastructure_lost(client, reg_info, kind_nodes)  # the more concrete reason
         raise
     _note_cache_hits(state, ahead, outcome.log_path)
     found = outcome.resources + workloads
@@ -217,7 +220,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     if outcome.exit_code == 0 and not components.app_failed(state.resources):
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
     # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
-    _raise_if_infrastructure_lost(client, reg_info, kind_nodes)
+    daemon.raise_if_infrastructure_lost(client, reg_info, kind_nodes)
 
     testhook.pause("diagnostics")
     with state.stage("diagnostics"):
@@ -413,7 +416,7 @@ def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
         return
     t0 = time.monotonic()
     late = threading.Event()
-    with _signals_deferred(state, late), state.platform.group("cleanup"):
+    with signals.deferred(state.remember_signal, late), state.platform.group("cleanup"):
         try:
             testhook.pause("cleanup", late)
             stack.close()
@@ -421,89 +424,6 @@ def _cleanup(state: Run, stack: contextlib.ExitStack) -> None:
         except Exception as e:  # noqa: BLE001 - report, never mask the run's own result
             state.platform.warning(f"cleanup failed: {e}")
             state.stages.append(StageResult("cleanup", time.monotonic() - t0, ok=False, error=str(e)))
-
-
-def _concurrently(state: Run, *calls: Callable[[], Any]) -> list[Any]:
-    """Run independent stages side by side; the first failure wins, the others are awaited.
-
-    A cancel can land anywhere in here, also between two submits: then the children (kind) are
-    stopped before the pool waits for its threads, and a call that had not started yet never does.
-    """
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="stage")
-    futures: list[concurrent.futures.Future[Any]] = []
-    try:
-        for call in calls:
-            futures.append(pool.submit(_unless_cancelled, state, call))
-        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        errors = [f.exception() for f in futures if f.done() and f.exception()]
-        if errors:
-            state.cancel.set()
-            processes.terminate_children(grace=5.0)
-            concurrent.futures.wait(futures, timeout=20)
-            raise errors[0]  # type: ignore[misc]
-        return [f.result() for f in futures]
-    except Cancelled:
-        state.cancel.set()
-        t0 = time.monotonic()
-        said = False
-        # Again and again: a stage thread may start its child (kind) just after a sweep, and a kind
-        # that is not stopped runs its create to the end (seen: 49.9 s after a Ctrl-C).
-        while time.monotonic() - t0 < 20:
-            processes.terminate_children(grace=5.0)
-            _, pending = concurrent.futures.wait(futures, timeout=0.5)
-            if not pending:
-                break
-            if not said and time.monotonic() - t0 > 3:  # say what it waits on: a busy daemon, likely
-                log.info("cancelled: waiting for %s", "; ".join(_where_threads("stage")))
-                said = True
-        log.info("cancelled: registry and cluster stages stopped in %.1fs", time.monotonic() - t0)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-
-
-def _unless_cancelled(state: Run, call: Callable[[], T]) -> T:
-    if state.cancel.is_set():
-        raise Cancelled("cancelled")
-    return call()
-
-
-def _where_threads(prefix: str) -> list[str]:
-    """`thread at file:line (function)`: the innermost pyci frame of each live thread named prefix*."""
-    import sys
-    import traceback
-
-    frames = sys._current_frames()
-    found = []
-    for thread in threading.enumerate():
-        frame = frames.get(thread.ident or -1)
-        if not thread.name.startswith(prefix) or frame is None:
-            continue
-        stack = traceback.extract_stack(frame)
-        ours = [f for f in stack if "/pyci/" in f.filename] or stack
-        found.append(f"{thread.name} at {Path(ours[-1].filename).name}:{ours[-1].lineno} ({ours[-1].name}), "
-                     f"in {Path(stack[-1].filename).name}:{stack[-1].lineno}")
-    return found
-
-
-def _raise_if_infrastructure_lost(client: Any, reg_info: Any, kind_nodes: tuple[str, ...]) -> None:
-    """InfrastructureError naming the registry container or kind node that is no longer running."""
-    import docker.errors
-
-    watched = [("kind node", name) for name in kind_nodes]
-    if reg_info.mode == "local" and reg_info.container_name:
-        watched.append(("the local registry", reg_info.container_name))
-    for what, name in watched:
-        try:
-            container = client.containers.get(name)
-        except docker.errors.NotFound:
-            raise InfrastructureError(f"{what} {name} was removed during the run") from None
-        except Exception as err:  # noqa: BLE001 - the daemon itself is gone
-            raise InfrastructureError(f"the Docker daemon stopped answering during the run: {err}") from err
-        if container.status != "running":
-            code = (container.attrs.get("State") or {}).get("ExitCode")
-            raise InfrastructureError(f"{what} {name} stopped during the run "
-                                      f"(status {container.status}, exit code {code})")
 
 
 def _import_stages() -> None:
@@ -515,62 +435,9 @@ def _import_stages() -> None:
         from pyci import components, network, readiness, registry, tilt, topology  # noqa: F401
 
 
-def _close_together(*stacks: contextlib.ExitStack) -> None:
-    """Close independent stacks at once (kind delete and the registry's removal take a second or two
-    each); every one is closed, then the first error is raised."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(stacks), thread_name_prefix="undo") as pool:
-        futures = [pool.submit(st.close) for st in stacks]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
-
-
 def _check_cancel(state: Run) -> None:
     if state.cancel.is_set():
         raise Cancelled("cancelled")
-
-
-def _docker_client() -> Any:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as e:  # noqa: BLE001 - docker raises many kinds for "no daemon"
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        raise InfrastructureError(f"cannot reach the Docker daemon at {where}: {e}") from e
-    return client
-
-
-def _api_client(kubeconfig: Path) -> Any:
-    from kubernetes import config
-
-    try:
-        return config.new_client_from_config(config_file=str(kubeconfig))
-    except Exception as e:  # noqa: BLE001
-        raise InfrastructureError(f"cannot load kubeconfig {kubeconfig}: {e}") from e
-
-
-def _remove_tags(client: Any, prefix: str) -> None:
-    from pyci import images
-
-    for tag in images.tags(client):
-        if tag.startswith(prefix):
-            with contextlib.suppress(Exception):
-                client.images.remove(tag)
-
-
-def _network_exists(client: Any, name: str) -> bool:
-    return any(n.name == name for n in client.networks.list(names=[name]))  # the filter is a substring
-
-
-def _remove_network_if_unused(client: Any, name: str) -> None:
-    for network in client.networks.list(names=[name]):
-        network.reload()
-        if network.name == name and not network.attrs.get("Containers"):
-            with contextlib.suppress(Exception):
-                network.remove()
-                log.info("removed docker network %s", name)
 
 
 def _rmtree(path: Path) -> None:
@@ -579,42 +446,3 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT: remember it and raise Cancelled where the main thread is now."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if cancel.is_set():
-            return
-        cancel.set()
-        raise Cancelled(f"cancelled by {signal.Signals(signum).name}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def _signals_deferred(state: Run, late: threading.Event) -> Iterator[None]:
-    """While cleanup runs: a signal is remembered (the run ends cancelled), never raised."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if not state.cancel.is_set() and not state.late_signal:
-            state.late_signal = signal.Signals(signum).name
-        late.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

@@ -59,7 +59,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "tags-kept", "the run leaves tilt's localhost:<port>/... tags in the daemon",
         ("tests/integration/test_pipeline.py::test_healthy_app_passes",),
         "entrypoint/pyci/pipeline.py",
-        '        reg_stack.callback(_remove_tags, client, f"{reg_info.host}/")\n',
+        '        reg_stack.callback(daemon.remove_tags, client, f"{reg_info.host}/")\n',
         "        pass  # MUTANT\n"),
     Mutant(
         "health-without-url", "the registry health check requests a URL it cannot reach yet",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pyci import pipeline, readiness
+from pyci import daemon, pipeline, readiness
 from pyci.platforms import Local
 from pyci.settings import Settings
 
@@ -100,14 +100,14 @@ def test_a_registry_or_node_that_died_is_named_in_one_line():
     from pyci.results import InfrastructureError
 
     reg = RegistryInfo(mode="local", container_name="r-registry")
-    pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running"),
+    daemon.raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running"),
                                                       n_control_plane=FakeContainer("running")),
                                            reg, ("n-control-plane",))
     with pytest.raises(InfrastructureError, match=r"the local registry r-registry stopped during the run "
                                                   r"\(status exited, exit code 137\)"):
-        pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("exited", 137)), reg, ())
+        daemon.raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("exited", 137)), reg, ())
     with pytest.raises(InfrastructureError, match="kind node n-control-plane was removed during the run"):
-        pipeline._raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running")), reg,
+        daemon.raise_if_infrastructure_lost(FakeClient(r_registry=FakeContainer("running")), reg,
                                                ("n-control-plane",))
 
 

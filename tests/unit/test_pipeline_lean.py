@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pyci import pipeline
+from pyci import concurrency, pipeline
 
 
 def test_independent_stacks_close_at_once_and_all_close_when_one_fails() -> None:
@@ -30,7 +30,7 @@ def test_independent_stacks_close_at_once_and_all_close_when_one_fails() -> None
     cluster.callback(boom)  # runs first (last in, first out), the cluster's own undo still runs
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="kind delete failed"):
-        pipeline._close_together(registry, cluster)
+        concurrency.close_together(registry, cluster)
     assert sorted(closed) == ["cluster", "registry"]
     assert time.monotonic() - t0 < 0.55  # side by side: not 0.6 s one after the other
     assert abs(started[0] - started[1]) < 0.2
