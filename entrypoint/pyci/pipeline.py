@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pyci import concurrency, daemon, processes, signals, testhook
 from pyci.platforms import Platform
@@ -128,15 +128,47 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
 
 
 def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]:
+    """The run as steps, each creating what the next needs and registering its undo on `stack`."""
     _check_cancel(state)  # a signal that came before the run's own handlers: nothing is made
     # The stages' imports (docker, kubernetes: about half a second) while tilt reads the Tiltfile.
     importing = threading.Thread(target=_import_stages, name="imports", daemon=True)
     importing.start()
     _preflight(state)
     importing.join()
-    from pyci import cluster as clusters
-    from pyci import components, network, ownership, reaper, registry, topology
-    from pyci.cluster.kind import KindProvider
+    from pyci import components
+
+    client, where = _docker(state, stack)
+    provider, kind_network = _claim_cluster(state, client, stack)
+    testhook.pause("claimed")
+    ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
+    made = _registry_and_cluster(state, client, where, provider, kind_network, ahead, stack)
+    testhook.pause("connect")
+    api = _connect(state, client, where, made, stack)
+    _await_ahead(state, ahead)
+    testhook.pause("tilt")
+    outcome, found = _app(state, client, made, api)
+    _note_cache_hits(state, ahead, outcome.log_path)
+    state.resources = components.merge(found, state.evaluation)
+    if outcome.exit_code == 0 and not components.app_failed(state.resources):
+        return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
+    # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
+    daemon.raise_if_infrastructure_lost(client, made.registry, made.kind_nodes)
+    _explain_failure(state, api, found, outcome, made)
+
+
+@dataclass
+class _Made:
+    """What the registry + cluster step made, for the steps after it."""
+
+    registry: Any  # registry.RegistryInfo
+    cluster: Any  # cluster.ClusterInfo
+    kind_nodes: tuple[str, ...]
+    kubeconfig: Path = Path()
+
+
+def _docker(state: Run, stack: contextlib.ExitStack) -> tuple[Any, Any]:
+    """The daemon's client and where pyci runs beside it; as a sibling, the reaper for `docker kill`."""
+    from pyci import reaper, topology
 
     s = state.settings
     with state.stage("docker"):
@@ -149,7 +181,17 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
             # `docker kill` of this container (GitHub's cancel) ends pyci before any cleanup runs.
             reaper.start(client, where.own_container_id, s.run_id, stack)
     _check_cancel(state)
+    return client, where
 
+
+def _claim_cluster(state: Run, client: Any, stack: contextlib.ExitStack) -> tuple[Any, str]:
+    """The cluster provider, its private folder, and the marks that make a killed run's leftovers
+    findable (the kind network this run makes, the cluster it is about to create)."""
+    from pyci import cluster as clusters
+    from pyci import ownership
+    from pyci.cluster.kind import KindProvider
+
+    s = state.settings
     # Kubeconfigs: private, never in artifacts; named for the run so `pyci cleanup --run-id` finds it.
     workdir = Path(tempfile.mkdtemp(prefix=f"pyci-{s.run_id}-"))
     os.chmod(workdir, 0o700)
@@ -166,8 +208,14 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
         ownership.claim_cluster(client, s.cluster_name, s.run_id, stack,
                                 network=kind_network if made_network else None)
-    testhook.pause("claimed")
-    ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
+    return provider, kind_network
+
+
+def _registry_and_cluster(state: Run, client: Any, where: Any, provider: Any, kind_network: str,
+                          ahead: BuildAhead | None, stack: contextlib.ExitStack) -> _Made:
+    """The registry and the cluster, side by side; then the registry on the cluster's network."""
+    from pyci import registry
+
     with state.stage("registry + cluster"):
         reg_stack, cluster_stack = contextlib.ExitStack(), contextlib.ExitStack()
         stack.callback(concurrency.close_together, reg_stack, cluster_stack)  # undone side by side, as made
@@ -189,44 +237,54 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         # (beside kind delete, before the registry container goes).
         reg_stack.callback(daemon.remove_tags, client, f"{reg_info.host}/")
     _check_cancel(state)
+    nodes = cluster_info.nodes if state.settings.cluster == "kind" else ()
+    return _Made(reg_info, cluster_info, tuple(nodes))
 
-    testhook.pause("connect")
+
+def _connect(state: Run, client: Any, where: Any, made: _Made, stack: contextlib.ExitStack) -> Any:
+    """Cluster API and registry reachable from where pyci runs; the Kubernetes API client."""
+    from pyci import network, registry
+
+    s = state.settings
     with state.stage("connect"):
-        reach = network.make_reachable(client, where, cluster_info, reg_info, stack,
+        reach = network.make_reachable(client, where, made.cluster, made.registry, stack,
                                        socat_image=s.socat_image, labels=registry.labels(s))
+        made.kubeconfig = reach.kubeconfig
         state.kubeconfig = str(reach.kubeconfig)
         api = daemon.api_client(reach.kubeconfig)
         stack.callback(api.close)
-        registry.connect_to_cluster(client, reg_info, cluster_info, api,
+        registry.connect_to_cluster(client, made.registry, made.cluster, api,
                                     namespaces=s.namespaces or ("default",),
                                     restore_on=stack if s.cluster == "existing" else None)
     _check_cancel(state)
+    return api
 
-    _await_ahead(state, ahead)
-    testhook.pause("tilt")
-    kind_nodes = cluster_info.nodes if s.cluster == "kind" else ()
+
+def _app(state: Run, client: Any, made: _Made, api: Any) -> tuple[Any, list[ResourceResult]]:
+    """`tilt ci` under the workload watch, then readiness on the same watch: (tilt's outcome, what
+    tilt and the watch found). A lost API server, registry or node is the infrastructure's failure."""
     try:
         with _workload_watch(state, api) as sentinel:
-            outcome = _tilt(state, reach.kubeconfig, sentinel)
+            outcome = _tilt(state, made.kubeconfig, sentinel)
             if sentinel is not None and sentinel.lost is not None:
                 raise sentinel.lost
             workloads = _readiness(state, sentinel, tilt_ok=outcome.exit_code == 0)
     except InfrastructureError:
-        daemon.raise_if_infrastructure_lost(client, reg_info, kind_nodes)  # the more concrete reason
+        daemon.raise_if_infrastructure_lost(client, made.registry, made.kind_nodes)  # more concrete
         raise
-    _note_cache_hits(state, ahead, outcome.log_path)
-    found = outcome.resources + workloads
-    state.resources = components.merge(found, state.evaluation)
-    if outcome.exit_code == 0 and not components.app_failed(state.resources):
-        return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
-    # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
-    daemon.raise_if_infrastructure_lost(client, reg_info, kind_nodes)
+    return outcome, outcome.resources + workloads
+
+
+def _explain_failure(state: Run, api: Any, found: list[ResourceResult], outcome: Any,
+                     made: _Made) -> NoReturn:
+    """The diagnostics bundle, an annotation per cause (never a bystander), and the headline."""
+    from pyci import components
 
     testhook.pause("diagnostics")
     with state.stage("diagnostics"):
         # The bundle looks objects up by their own names: the members, not the merged components.
         _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
-                     kind_cluster=cluster_info.name if s.cluster == "kind" else None)
+                     kind_cluster=made.cluster.name if state.settings.cluster == "kind" else None)
     causes = components.root_causes(state.resources)  # the failed: never a bystander
     for r in causes:
         state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
