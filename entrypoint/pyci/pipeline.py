@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from pyci import ahead as ahead_steps
 from pyci import concurrency, daemon, processes, signals, testhook
 from pyci.platforms import Platform
 from pyci.results import (
@@ -140,14 +141,14 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     client, where = _docker(state, stack)
     provider, kind_network = _claim_cluster(state, client, stack)
     testhook.pause("claimed")
-    ahead = _build_ahead(state, client, stack)  # runs while the registry and cluster come up
+    ahead = ahead_steps.build_ahead(state, client, stack)  # runs while the registry and cluster come up
     made = _registry_and_cluster(state, client, where, provider, kind_network, ahead, stack)
     testhook.pause("connect")
     api = _connect(state, client, where, made, stack)
-    _await_ahead(state, ahead)
+    ahead_steps.await_ahead(state, ahead)
     testhook.pause("tilt")
     outcome, found = _app(state, client, made, api)
-    _note_cache_hits(state, ahead, outcome.log_path)
+    ahead_steps.note_cache_hits(state, ahead, outcome.log_path)
     state.resources = components.merge(found, state.evaluation)
     if outcome.exit_code == 0 and not components.app_failed(state.resources):
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
@@ -223,7 +224,7 @@ def _registry_and_cluster(state: Run, client: Any, where: Any, provider: Any, ki
             reg_stack.callback(ahead.close)
         reg_info, cluster_info = concurrency.concurrently(
             state.cancel,
-            lambda: _registry(state, client, where, reg_stack, ahead, kind_network),
+            lambda: ahead_steps.registry(state, client, where, reg_stack, ahead, kind_network),
             lambda: provider.create(cluster_stack),
         )
     state.cluster_name = cluster_info.name
@@ -318,88 +319,6 @@ def _preflight(state: Run) -> None:
                                       message=f"{where}: {error.message}" if where else error.message)]
     state.platform.error("Tiltfile error", error.message, where)
     raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
-
-
-def _registry(state: Run, client: Any, where: Any, stack: contextlib.ExitStack, ahead: BuildAhead | None,
-              kind_network: str) -> Any:
-    """The registry; with images to build ahead, also on kind's network as soon as kind makes it (its
-    port is final then), and the builds pushed into it while kind boots."""
-    from pyci import registry
-
-    info = registry.provision(state.settings, client, where, stack, cancel=state.cancel)
-    if ahead is not None and ahead.waves and info.mode == "local" and kind_network:
-        info = registry.join_network_when_made(client, info, kind_network, state.cancel)
-        if info.host:
-            ahead.push_to(info.host)
-    return info
-
-
-def _build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAhead | None:
-    """Start building the preflight's image targets (and prefetching third-party images) while kind
-    boots; None when there is no boot to overlap or nothing was read ahead (tilt ci builds as today).
-
-    `build-ahead: false` stops the builds and the pulls, not the loading of third-party images the
-    daemon already has: a node that cannot pull them (offline, private) needs them loaded either way."""
-    from pyci import buildahead
-
-    s = state.settings
-    if s.cluster != "kind":
-        return None
-    planned = buildahead.plan(state.evaluation)
-    if planned is None:
-        if s.build_ahead:
-            state.platform.info("build ahead: the Tiltfile was not read ahead; tilt ci builds as usual")
-        return None
-    found, skipped, third_party = planned
-    if not s.build_ahead:
-        found, skipped = [], []
-    if not found and not third_party:
-        return None
-    ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped,
-                                  pull=s.build_ahead)
-    stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
-    ahead.start()
-    if third_party:  # into the nodes as soon as they can take them, while kind still boots
-        ahead.load_into_kind(s.cluster_name)
-    if s.build_ahead:
-        state.platform.info(f"build ahead: {len(found)} images (tags {ahead.repository}:*), "
-                            f"{len(third_party)} third-party images, while the cluster boots "
-                            f"(up to {ahead.workers} builds at once)")
-    else:
-        state.platform.info(f"build ahead: off; {len(third_party)} third-party images loaded into the "
-                            "nodes if the daemon has them (no pulls)")
-    return ahead
-
-
-def _await_ahead(state: Run, ahead: BuildAhead | None) -> None:
-    """tilt ci starts when the builds ahead ended (it would only run the same builds again) and the
-    third-party images are in the nodes (a pod must not look for them first)."""
-    if ahead is None:
-        return
-    t0 = time.monotonic()
-    ahead.wait(state.settings.timeout, state.cancel)
-    ahead.wait_pushed(state.settings.timeout, state.cancel)
-    ahead.wait_loaded(state.settings.timeout, state.cancel)
-    ahead.profile.waited = time.monotonic() - t0
-    _check_cancel(state)
-    state.stages.append(StageResult("build ahead", ahead.profile.waited, detail=ahead.profile.describe(),
-                                    started_at=time.time() - ahead.profile.waited))
-    state.platform.info(f"build ahead: {ahead.profile.describe()}")
-
-
-def _note_cache_hits(state: Run, ahead: BuildAhead | None, tilt_log: Path) -> None:
-    """What tilt's own builds found cached: the proof build-ahead paid, in the profile."""
-    from pyci import buildahead
-
-    stage = next((st for st in state.stages if st.name == "build ahead"), None)
-    if ahead is None or stage is None:
-        return
-    with contextlib.suppress(OSError):
-        ahead.profile.hits = buildahead.cache_hits(tilt_log.read_text(encoding="utf-8", errors="replace"))
-    stage.detail = ahead.profile.describe()
-    if ahead.profile.hits is not None:
-        state.platform.info(f"build ahead: tilt found {ahead.profile.hits.cached} of "
-                            f"{ahead.profile.hits.steps} build steps cached")
 
 
 def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[Sentinel | None]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pyci import ahead as ahead_steps
 from pyci import daemon, pipeline, readiness
 from pyci.platforms import Local
 from pyci.settings import Settings
@@ -150,7 +151,7 @@ def test_build_ahead_off_builds_and_pulls_nothing_but_still_loads_what_the_daemo
     state = run_state(build_ahead=on, cluster_name="pyci-t")
     state.evaluation = evaluation_with_db()
     with contextlib.ExitStack() as stack:
-        ahead = pipeline._build_ahead(state, object(), stack)
+        ahead = ahead_steps.build_ahead(state, object(), stack)
     assert ahead is FakeAhead.made[0]
     assert [t.ref for t in ahead.found] == (["shop-api"] if on else [])
     assert ahead.pull is on  # off: an image the daemon lacks is left to the kubelet
@@ -168,5 +169,5 @@ def test_build_ahead_off_with_nothing_third_party_does_nothing(monkeypatch: pyte
     image = tiltfile.ImageTarget(ref="api", context="/src", dockerfile_contents="FROM scratch\n")
     state.evaluation = tiltfile.Evaluation(seconds=0.1, images=(image,))
     with contextlib.ExitStack() as stack:
-        assert pipeline._build_ahead(state, object(), stack) is None
+        assert ahead_steps.build_ahead(state, object(), stack) is None
     assert FakeAhead.made == []
