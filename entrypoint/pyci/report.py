@@ -274,5 +274,8 @@ def outputs(result: RunResult, secrets: Iterable[str] = ()) -> dict[str, str]:
         "junit": result.junit,
         "artifacts-dir": result.artifacts_dir,
         "duration": f"{max(result.duration, 0.0):.1f}",
+        # the components by status, read through the same Status every renderer uses
+        "failed": ",".join(r.name for r in result.resources if r.status is Status.FAILED),
+        "not-finished": ",".join(r.name for r in result.resources if r.status is Status.NOT_FINISHED),
     }
     return {key: redact(value, secrets) for key, value in values.items()}

@@ -34,6 +34,9 @@ OUTPUTS = {
     "junit": "Path of the JUnit XML report.",
     "artifacts-dir": "Directory holding the diagnostics bundle (written on failure).",
     "duration": "Duration of the run in seconds.",
+    "failed": "Comma-separated names of the components that failed (the causes; empty when none).",
+    "not-finished": "Comma-separated names of the components still on their way when the run stopped on "
+    "a failure (never a cause).",
 }
 
 

@@ -230,6 +230,8 @@ def test_outputs(failed: RunResult):
         "junit": "pyci-junit.xml",
         "artifacts-dir": "pyci-artifacts",
         "duration": "214.6",
+        "failed": "web,deployment/default/worker",
+        "not-finished": "",
     }
 
 

@@ -126,7 +126,11 @@ def test_every_renderer_agrees_on_every_status_and_count(tmp_path: Path, result:
     # the exit code and the `result` output
     unhealthy = any(r.status in (Status.FAILED, Status.NOT_FINISHED) for r in result.resources)
     assert (result.exit_code is ExitCode.APP_FAILED) == unhealthy
-    assert report.outputs(result)["result"] == ("failure" if unhealthy else "success")
+    out = report.outputs(result)
+    assert out["result"] == ("failure" if unhealthy else "success")
+    assert out["failed"] == ",".join(r.name for r in failed)
+    unfinished = [r.name for r in result.resources if r.status is Status.NOT_FINISHED]
+    assert out["not-finished"] == ",".join(unfinished)
 
 
 def test_the_table_covers_every_status() -> None:
