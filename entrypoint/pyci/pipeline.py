@@ -90,7 +90,7 @@ class Run:
 def run(settings: Settings, platform: Platform, cancel: threading.Event | None = None) -> RunResult:
     """Run the whole job; never raises for an expected failure: the exit code says how it ended."""
     state = Run(settings=settings, platform=platform, cancel=cancel or threading.Event())
-    t0 = time.monotonic()
+    t0, started_at = time.monotonic(), time.time()
     for secret in settings.secrets:
         platform.mask(secret)
     # What `pyci cleanup --run-id` takes, should this run be killed before its cleanup.
@@ -125,6 +125,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
         registry=state.registry,
         junit=str(settings.junit),
         artifacts_dir=str(settings.artifacts_dir),
+        started_at=started_at,
     )
 
 
