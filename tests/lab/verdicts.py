@@ -26,6 +26,7 @@ from pyci.cluster.kind import KIND_API_VERSION, merge_config, render_config
 from tests.conftest import LAB_BIN, REPO, lab_tool
 
 SHIM = REPO / "tools" / "kind-node" / "shim"
+KEPT = REPO / "tests" / "artifacts" / "verdicts"  # each scenario's last summary, JUnit and screenshot
 CORPUS = REPO / "tests" / "corpus" / "breakages"
 NODE_IMAGE = "pyci-lab/kind-node:v1.34.4"
 BASE = "--base-image=pyci-lab/base:latest"
@@ -152,6 +153,32 @@ def judge(scenario: Scenario, found: Round) -> list[str]:
     return wrong
 
 
+def keep(name: str, folder: Path) -> None:
+    """The round's summary (and a screenshot of it as GitHub renders it) and JUnit, for people."""
+    KEPT.mkdir(parents=True, exist_ok=True)
+    summary = folder / "github" / "summary"
+    if summary.exists():
+        text = summary.read_text(encoding="utf-8")
+        (KEPT / f"{name}-summary.md").write_text(text, encoding="utf-8")
+        screenshot(text.replace("<details>", "<details open>"), KEPT / f"{name}-summary.png")
+    if (folder / "junit.xml").exists():
+        (KEPT / f"{name}-junit.xml").write_bytes((folder / "junit.xml").read_bytes())
+
+
+def screenshot(markdown: str, png: Path) -> None:
+    from tests.unit.test_report import CHROMIUM, render_github_style
+
+    if not CHROMIUM.exists():
+        return
+    page = png.with_suffix(".html")
+    page.write_text(render_github_style(markdown), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1100,1000",
+                        page.resolve().as_uri()], capture_output=True, timeout=120, check=False)
+
+
 def main(argv: list[str]) -> int:
     rounds = int(argv[0]) if argv and argv[0].isdigit() else 10
     names = [a for a in argv if not a.isdigit()] or list(SCENARIOS)
@@ -177,6 +204,7 @@ def main(argv: list[str]) -> int:
                         wrong_rounds += 1
                         print(f"  wrong: {wrong}\n  log tail:\n{found.log[-3000:]}", flush=True)
                     tally[name].append(found.seconds)
+                    keep(name, folder)
         finally:
             delete_cluster(cluster)
     for name, times in tally.items():
