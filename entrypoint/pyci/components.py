@@ -105,9 +105,16 @@ def _verdicts(components: list[ResourceResult]) -> list[ResourceResult]:
     starting) the run ended on the unfinished ones that wait on nobody: their own time ran out."""
     out = list(components)
     if not any(c.status is Status.FAILED for c in out):
-        out = [dataclasses.replace(c, finished=True) if not c.ok and not c.blocked_by else c for c in out]
+        out = [_ran_out(c) if not c.ok and not c.blocked_by else c for c in out]
     status = {c.name: c for c in out}
     return [_blocked(c, status) if not c.ok and not c.finished and c.blocked_by else c for c in out]
+
+
+def _ran_out(component: ResourceResult) -> ResourceResult:
+    """Failed because the run's time ran out on it: a Timeout, saying what it was still doing."""
+    doing = component.message or component.reason or "not ready"
+    return dataclasses.replace(component, finished=True, reason="Timeout",
+                               message=f"its time ran out while it was: {doing}")
 
 
 def _blocked(component: ResourceResult, by_name: dict[str, ResourceResult]) -> ResourceResult:

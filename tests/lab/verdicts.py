@@ -69,7 +69,7 @@ SCENARIOS = {
                       [_message_has("api", "blocked by db"), _message_has("web", "blocked by api")]),
     "never-ready": Scenario("verdict-never-ready", 1, {"search"}, {},
                             [_message_has("search", "after its first pod was created",
-                                          "Readiness probe failed", "503")], timeout="45s"),
+                                          "Readiness probe failed", "503")], timeout="60s"),
     "healthy": Scenario("verdict-healthy", 0, set(), {"cart": {"healthy"}, "web": {"healthy"}}),
 }
 

@@ -154,4 +154,6 @@ def test_with_no_evidence_anywhere_the_unfinished_that_wait_on_nobody_ran_out_of
     found = [tilt("slow", False, "NotReady"), tilt("after", False, "NotBuilt", blocked_by=["slow"])]
     merged = {c.name: c for c in components.merge(found)}
     assert merged["slow"].status is Status.FAILED
+    assert merged["slow"].reason == "Timeout"
+    assert merged["slow"].message == "its time ran out while it was: NotReady"
     assert merged["after"].status is Status.NOT_FINISHED
