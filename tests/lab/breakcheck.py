@@ -98,7 +98,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forwarders-orphaned", "`pyci cleanup` leaves the socat forwarders of a killed REMOTE run listening",
         ("tests/integration/test_network.py::test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left",),
-        "entrypoint/pyci/cli.py",
+        "entrypoint/pyci/cleanup.py",
         "        problems += _stop_forwarders(container.name, dry_run)\n",
         "        pass  # MUTANT\n"),
     Mutant(
