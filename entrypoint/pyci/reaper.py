@@ -15,6 +15,8 @@ import logging
 import os
 from typing import Any
 
+from pyci import cleanup
+
 log = logging.getLogger(__name__)
 
 LABEL_REAPER = "io.pyci.reaper"  # not io.pyci.managed: the reaper's own cleanup must not remove it
@@ -51,9 +53,7 @@ def _remove(reaper: Any) -> None:
 
 def reap(client: Any, container_id: str, run_id: str) -> list[str]:
     """Wait for the container to end, then remove what the run made; returns the problems."""
-    from pyci import cli
-
     with contextlib.suppress(Exception):  # already gone: clean up at once
         client.containers.get(container_id).wait()
     print(f"pyci reaper: container {container_id[:12]} ended; removing what run {run_id} made", flush=True)
-    return cli.cleanup(client, run_id)
+    return cleanup.remove_labelled(client, run_id)

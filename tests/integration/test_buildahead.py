@@ -136,7 +136,7 @@ def test_tilt_finds_every_step_built_ahead_cached(app, docker_client, lab_regist
     assert multi and all("Layer already exists" in line for line in multi), multi
     assert any("Pushed" in line for line in pushes("control")), pushes("control")
 
-    steps = [line.strip() for line in log.splitlines() if buildahead._TILT_STEP.search(line)
+    steps = [line.strip() for line in log.splitlines() if buildahead.TILT_STEP.search(line)
              and " FROM " not in line and "[done: " not in line]
     print("\n".join(steps))
     control = [s for s in steps if s.startswith("control")]
@@ -203,10 +203,10 @@ def test_third_party_images_wait_for_the_nodes_to_begin_kubeadm(docker_client, l
     try:
         ahead = buildahead.BuildAhead(docker_client, [], "gate", print)
         t0 = time.monotonic()
-        assert ahead._wait_for_nodes(cluster) is True
+        assert ahead.loader.wait_for_nodes(cluster) is True
         assert 1.5 < time.monotonic() - t0 < 20
         late = buildahead.BuildAhead(docker_client, [], "gate", print)
         late.booted(0.0, 0.0)  # the boot ended before any node was ready: load after it, no wait
-        assert late._wait_for_nodes(f"{cluster}-none") is False
+        assert late.loader.wait_for_nodes(f"{cluster}-none") is False
     finally:
         node.remove(force=True)

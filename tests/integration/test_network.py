@@ -235,7 +235,7 @@ def test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left(docker_clien
     and a forwarder of another run stays."""
     import socket
 
-    from pyci import cli
+    from pyci import cleanup
     from pyci.settings import LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN
 
     run_id, other_run = unique("it-fwd"), unique("it-fwd")
@@ -250,7 +250,7 @@ def test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left(docker_clien
             stack.callback(network.stop_process, forwarders[run].process)
         assert network.orphan_forwarders(names[run_id]) == [forwarders[run_id].process.pid]
 
-        assert cli.cleanup(docker_client, run_id) == []
+        assert cleanup.remove_labelled(docker_client, run_id) == []
         assert forwarders[run_id].process.wait(10) is not None  # stopped (pyci's own child here)
         with pytest.raises(docker.errors.NotFound):
             docker_client.containers.get(names[run_id])

@@ -20,7 +20,7 @@ import requests
 
 from pyci import registry
 from pyci.cluster.base import ClusterInfo
-from pyci.registry import RegistryInfo
+from pyci.registry import RegistryInfo, wiring
 from pyci.results import InfrastructureError
 from pyci.settings import LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN, Settings
 from pyci.topology import Kind, Topology
@@ -261,12 +261,12 @@ def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images):
             network=net.name,
         )
         calls = []
-        original = registry.apply_local_registry_hosting
-        registry.apply_local_registry_hosting = lambda api, i: calls.append(i)  # type: ignore[assignment]
+        original = wiring.apply_local_registry_hosting  # connect_to_cluster's own module's name for it
+        wiring.apply_local_registry_hosting = lambda api, i: calls.append(i)  # type: ignore[assignment]
         try:
             registry.connect_to_cluster(docker_client, info, cluster, NoKubernetes())  # type: ignore[arg-type]
         finally:
-            registry.apply_local_registry_hosting = original  # type: ignore[assignment]
+            wiring.apply_local_registry_hosting = original  # type: ignore[assignment]
         assert calls == [info]
         toml = node.exec_run(["cat", f"/etc/containerd/certs.d/{info.host}/hosts.toml"]).output.decode()
         assert toml == f'[host."http://{info.host_from_cluster}"]\n'

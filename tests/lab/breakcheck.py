@@ -64,7 +64,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "health-without-url", "the registry health check requests a URL it cannot reach yet",
         ("tests/unit/test_registry.py::test_no_health_url_means_checked_later",),
-        "entrypoint/pyci/registry.py",
+        "entrypoint/pyci/registry/local.py",
         '    if url is None:\n        log.info("registry health is checked once it is reachable from here")\n'
         "        return\n",
         '    url = url or f"http://127.0.0.1:{port}/v2/"\n'),
@@ -98,7 +98,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forwarders-orphaned", "`pyci cleanup` leaves the socat forwarders of a killed REMOTE run listening",
         ("tests/integration/test_network.py::test_pyci_cleanup_stops_the_forwarders_a_killed_remote_run_left",),
-        "entrypoint/pyci/cli.py",
+        "entrypoint/pyci/cleanup.py",
         "        problems += _stop_forwarders(container.name, dry_run)\n",
         "        pass  # MUTANT\n"),
     Mutant(

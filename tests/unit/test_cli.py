@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -13,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from pyci import cli, pipeline
-from pyci.ownership import LABEL_OWNS
 from pyci.results import ExitCode, InfrastructureError, RunResult
-from pyci.settings import INPUTS, LABEL_CLUSTER, LABEL_MANAGED, LABEL_RUN, Settings
+from pyci.settings import INPUTS, Settings
+from tests.unit.fixtures.docker_fake import FakeDockerClient
 from tests.unit.fixtures.runs import SECRET, load_run
+from tests.unit.fixtures.tools import make_tool
 
 CI_VARIABLES = (
     "GITHUB_ACTIONS",
@@ -49,15 +49,6 @@ def github_env(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GITHUB_OUTPUT", str(workspace / "gh-output"))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(workspace / "gh-summary.md"))
     return workspace
-
-
-def make_tool(folder: Path, name: str, output: str) -> Path:
-    """A stand-in executable that logs its arguments to $TOOL_LOG and prints `output`."""
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    path.write_text(f'#!/bin/sh\necho "{name} $*" >> "$TOOL_LOG"\necho "{output}"\n')
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
 
 
 @pytest.fixture
@@ -339,150 +330,6 @@ def test_doctor_when_topology_cannot_be_imported(
     assert out[-1] == "topology: unavailable"
 
 
-# --- cleanup ---
-@dataclass
-class FakeObject:
-    """A container or network as the docker SDK returns it, recording removal."""
-
-    name: str
-    labels: dict[str, str]
-    removed: bool = False
-    fail: bool = False
-
-    def remove(self, **kwargs: object) -> None:
-        if self.fail:
-            raise RuntimeError("409 Conflict: in use")
-        self.removed = True
-
-    @property
-    def attrs(self) -> dict[str, object]:  # volumes carry their labels here
-        return {"Labels": self.labels}
-
-
-class FakeCollection:
-    def __init__(self, items: list[FakeObject]) -> None:
-        self.items = items
-        self.filters: list[dict[str, list[str]]] = []
-
-    def list(self, filters: dict[str, list[str]] | None = None, **_: object) -> list[FakeObject]:
-        """The docker API's label filter: every `key=value` must match."""
-        self.filters.append(filters or {})
-        wanted = [f.split("=", 1) for f in (filters or {}).get("label", [])]
-        return [i for i in self.items if all(i.labels.get(k) == v for k, v in wanted)]
-
-
-class FakeDockerClient:
-    """Stands in for docker.DockerClient where no daemon runs: only what cli.py calls."""
-
-    def __init__(self, containers: list[FakeObject] | None = None, networks: list[FakeObject] | None = None,
-                 volumes: list[FakeObject] | None = None):
-        self.containers = FakeCollection(containers or [])
-        self.networks = FakeCollection(networks or [])
-        self.volumes = FakeCollection(volumes or [])
-
-    def version(self) -> dict[str, str]:
-        return {"Version": "28.2.2", "ApiVersion": "1.50"}
-
-
-def owner(cluster: str, run: str) -> FakeObject:
-    """The ownership marker (a volume) a run makes before `kind create`."""
-    return FakeObject(f"pyci-owner-{cluster}", {LABEL_MANAGED: "true", LABEL_RUN: run, LABEL_OWNS: cluster})
-
-
-def managed(name: str, run: str, cluster: str | None = None) -> FakeObject:
-    labels = {LABEL_MANAGED: "true", LABEL_RUN: run}
-    if cluster:
-        labels[LABEL_CLUSTER] = cluster
-    return FakeObject(name, labels)
-
-
-@pytest.fixture
-def docker_objects(monkeypatch: pytest.MonkeyPatch) -> FakeDockerClient:
-    client = FakeDockerClient(
-        containers=[
-            managed("pyci-registry", "run-1", "pyci"),
-            managed("pr-2-registry", "run-2", "pr-2"),
-            managed("weird", "run-3", "Not A Name; rm -rf /"),
-            FakeObject("someone-elses", {"other": "true"}),
-            managed("mine-registry", "run-4", "mine"),
-        ],
-        networks=[managed("pyci-net", "run-1")],
-        # run-4 only reused the user's cluster "mine": its registry names it, no marker does.
-        volumes=[owner("pyci", "run-1"), owner("pr-2", "run-2"), owner("Not A Name; rm -rf /", "run-3")],
-    )
-    monkeypatch.setattr(cli, "docker_client", lambda: client)
-    return client
-
-
-def test_cleanup_removes_everything_labelled(
-    tools: Path, docker_objects: FakeDockerClient, capsys: pytest.CaptureFixture[str]
-):
-    assert cli.main(["cleanup"]) == ExitCode.INFRASTRUCTURE  # the bad cluster label is reported
-    captured = capsys.readouterr()
-    assert [c.removed for c in docker_objects.containers.items] == [True, True, True, False, True]
-    assert docker_objects.networks.items[0].removed
-    assert [c for c in tools.read_text().splitlines() if " delete " in c] == [  # never "mine"
-        "kind delete cluster --name pr-2",
-        "kind delete cluster --name pyci",
-    ]
-    assert [v.removed for v in docker_objects.volumes.items] == [True, True, False]
-    assert captured.err.splitlines() == [
-        f"pyci: error: label {LABEL_OWNS}='Not A Name; rm -rf /' is not a kind cluster name: skipped"
-    ]
-    assert "removed network pyci-net" in captured.out
-    assert docker_objects.containers.filters == [{"label": [f"{LABEL_MANAGED}=true"]}]
-
-
-def test_cleanup_of_one_run(
-    tools: Path, docker_objects: FakeDockerClient, capsys: pytest.CaptureFixture[str]
-):
-    assert cli.main(["cleanup", "--run-id", "run-2"]) == 0
-    assert [c.removed for c in docker_objects.containers.items] == [False, True, False, False, False]
-    deletes = [c for c in tools.read_text().splitlines() if " delete " in c]
-    assert deletes == ["kind delete cluster --name pr-2"]
-    assert [v.removed for v in docker_objects.volumes.items] == [False, True, False]
-    assert docker_objects.containers.filters == [{"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RUN}=run-2"]}]
-
-
-def test_cleanup_dry_run_removes_nothing(
-    tools: Path, docker_objects: FakeDockerClient, capsys: pytest.CaptureFixture[str]
-):
-    assert cli.main(["cleanup", "--dry-run", "--run-id", "run-1"]) == 0
-    out = capsys.readouterr().out
-    assert "would remove container pyci-registry" in out and "would delete kind cluster pyci" in out
-    assert not any(c.removed for c in docker_objects.containers.items)
-    assert not tools.exists()
-
-
-def test_cleanup_reports_what_it_could_not_remove(
-    tools: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    stuck = managed("stuck", "run-9")
-    stuck.fail = True
-    monkeypatch.setattr(cli, "docker_client", lambda: FakeDockerClient(containers=[stuck]))
-    assert cli.main(["cleanup"]) == ExitCode.INFRASTRUCTURE
-    assert capsys.readouterr().err == "pyci: error: could not remove container stuck: 409 Conflict: in use\n"
-
-
-def test_cleanup_without_kind(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    client = FakeDockerClient(containers=[managed("pyci-registry", "r", "pyci")],
-                              volumes=[owner("pyci", "r")])
-    assert cli.cleanup(client, None) == ["kind not found on PATH: cannot delete kind cluster pyci"]
-    assert not client.volumes.items[0].removed  # kept: the cluster is still there
-
-
-def test_cleanup_without_a_daemon(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    def no_daemon() -> object:
-        raise ConnectionError("no socket")
-
-    monkeypatch.setattr(cli, "docker_client", no_daemon)
-    assert cli.main(["cleanup"]) == ExitCode.INFRASTRUCTURE
-    assert capsys.readouterr().err == "pyci: error: docker daemon not reachable: no socket\n"
-
-
 def test_arguments_after_a_double_dash_go_to_the_tiltfile(workspace: Path,
                                                         capsys: pytest.CaptureFixture[str]):
     """tilt's own convention: `pyci run [flags] -- <Tiltfile args>`."""
@@ -496,23 +343,6 @@ def test_tiltfile_arguments_twice_is_one_clear_error(workspace: Path, capsys: py
     assert cli.main(["run", "--dry-run", "--tilt-args=--a", "--", "--b"]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pyci: error: tilt-args:"), err
-
-
-def test_cleanup_of_one_run_removes_its_temp_folder_only(
-    tools: Path, docker_objects: FakeDockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
-):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    mine, other = tmp_path / "pyci-run-2-abc123", tmp_path / "pyci-run-22-abc123"
-    for folder in (mine, other):
-        (folder / "pr-2").mkdir(parents=True)
-        (folder / "pr-2" / "kubeconfig").write_text("secret")
-    assert cli.main(["cleanup", "--run-id", "run-2"]) == 0
-    assert not mine.exists() and other.exists()
-    assert f"removed temporary folder {mine}" in capsys.readouterr().out
-
 
 def test_dry_run_says_when_build_ahead_is_off(workspace: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["run", "--dry-run", "--build-ahead", "false"]) == 0
