@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import secrets as _secrets
-import shlex
-import tempfile
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +25,17 @@ import jsonschema
 import yaml
 
 from pyci.results import InputError
+from pyci.values import (  # noqa: F401 - parse_* and show are part of settings' API (tests, cli)
+    MAX_DURATION,
+    _is,
+    parse_bool,
+    parse_duration,
+    parse_readiness_timeouts,
+    parse_tilt_args,
+    show,
+    split_list,
+    unwritable,
+)
 
 # Labels on everything a run creates, so `pyci cleanup` and the tests can find it.
 LABEL_MANAGED = "io.pyci.managed"
@@ -138,10 +145,6 @@ INPUTS: tuple[InputSpec, ...] = (
 )
 INPUTS_BY_NAME: dict[str, InputSpec] = {spec.name: spec for spec in INPUTS}
 
-MAX_DURATION = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a CI timeout
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_DURATION = re.compile(r"(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+(?:\.[0-9]+)?)s)?")
 _RUN_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
@@ -223,11 +226,6 @@ def prepare(raw: Mapping[str, str]) -> dict[str, Any]:
     return document
 
 
-def split_list(value: str, spaces: bool) -> list[str]:
-    separators = r"[,\s]+" if spaces else r"[,\n\r]+"
-    return [item.strip() for item in re.split(separators, value) if item.strip()]
-
-
 @functools.cache
 def schema() -> dict[str, Any]:
     text = resources.files("pyci").joinpath("schema/settings.schema.json").read_text(encoding="utf-8")
@@ -264,52 +262,9 @@ def describe(error: jsonschema.ValidationError, name: str, is_entry: bool) -> st
     return f"{shown} is not valid"
 
 
-def show(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
 def _add(problems: dict[str, list[str]], name: str, problem: str) -> None:
     if problem not in problems.setdefault(name, []):
         problems[name].append(problem)
-
-
-# Conversions from a schema-valid string to the typed Settings value. A ValueError is a user mistake.
-def parse_bool(value: str) -> bool:
-    return value.lower() in _TRUE
-
-
-def parse_duration(value: str) -> float:
-    """`90s`, `5m`, `1h`, `1h30m`, `1.5` (plain seconds) to seconds, more than 0 and at most a week."""
-    match = _DURATION.fullmatch(value)
-    if _PLAIN_SECONDS.fullmatch(value):
-        seconds = float(value)
-    elif value and match:
-        hours, minutes, secs = (float(match.group(g) or 0) for g in "hms")
-        seconds = hours * 3600 + minutes * 60 + secs
-    else:
-        raise ValueError(f"{show(value)} is not a duration")
-    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_DURATION:
-        raise ValueError(f"{show(value)} is not more than 0 and at most 7 days")
-    return seconds
-
-
-def parse_readiness_timeouts(entries: list[str]) -> Mapping[str, float]:
-    timeouts: dict[str, float] = {}
-    for entry in entries:
-        key, _, duration = entry.partition("=")
-        try:
-            timeouts[key] = parse_duration(duration)
-        except ValueError as err:
-            raise ValueError(f"entry {show(entry)}: {err}") from None
-    return types.MappingProxyType(timeouts)  # read-only, like the rest of the frozen Settings
-
-
-def parse_tilt_args(value: str) -> tuple[str, ...]:
-    try:
-        return tuple(shlex.split(value))
-    except ValueError as err:  # shlex: "No closing quotation", "No escaped character"
-        raise ValueError(f"{show(value)} cannot be split: {str(err).lower()}") from None
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -368,7 +323,7 @@ def check_relations(values: Mapping[str, Any], problems: dict[str, list[str]]) -
     # Caught here, not when the report is written at the end of a long run.
     for name, is_dir in (("junit", False), ("artifacts-dir", True)):
         path = values.get(name.replace("-", "_"))
-        if path is not None and (why := _unwritable(path, is_dir)):
+        if path is not None and (why := unwritable(path, is_dir)):
             _add(problems, name, f"{show(str(path))} {why}")
     _check_credentials(values, problems)
 
@@ -388,35 +343,6 @@ def _check_kind_config(path: Path, problems: dict[str, list[str]]) -> None:
         _add(problems, "kind-config", f"{show(str(path))} is not a kind Cluster config (a YAML mapping)")
 
 
-def _unwritable(path: Path, is_dir: bool) -> str | None:
-    """Why pyci could not write there, or None. Tried, not inferred from permission bits: pyci runs as
-    root in its image, where access() says yes to a read-only mount or /proc. The probe leaves nothing:
-    an existing file is opened for appending (not written), a new one is a temporary file, removed."""
-    if _is(Path.exists, path):
-        if is_dir != _is(Path.is_dir, path):
-            return "is a directory" if not is_dir else "is a file, not a directory"
-        return _cannot_write(path, "is not writable")
-    parent = path.parent
-    while not _is(Path.exists, parent) and parent != parent.parent:
-        parent = parent.parent
-    if not _is(Path.is_dir, parent):
-        return f"cannot be created: {show(str(parent))} is not a directory"
-    return _cannot_write(parent, f"cannot be created: {show(str(parent))} is not writable")
-
-
-def _cannot_write(path: Path, why: str) -> str | None:
-    try:
-        if path.is_dir():
-            with tempfile.TemporaryFile(dir=path):
-                pass
-        else:
-            with open(path, "ab"):
-                pass
-    except OSError as err:
-        return f"{why} ({err.strerror or err})"
-    return None
-
-
 def _check_credentials(values: Mapping[str, Any], problems: dict[str, list[str]]) -> None:
     registry = values.get("registry", "local")
     if registry in ("local", "none") or "registry" in problems:
@@ -426,13 +352,6 @@ def _check_credentials(values: Mapping[str, Any], problems: dict[str, list[str]]
         _add(problems, "registry-password", f"is missing: registry-username is set for {show(registry)}")
     if has_password and not has_user and "registry-username" not in problems:
         _add(problems, "registry-username", f"is missing: registry-password is set for {show(registry)}")
-
-
-def _is(predicate: Callable[[Path], bool], path: Path) -> bool:
-    try:
-        return predicate(path)
-    except (OSError, ValueError):  # name too long, embedded NUL: not an existing file either way
-        return False
 
 
 def format_problems(problems: Mapping[str, list[str]]) -> str:

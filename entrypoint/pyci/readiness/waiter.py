@@ -212,7 +212,7 @@ class _Waiter:
         return problem
 
     def results(self, pending: Mapping[Key, tuple[str, Problem | None]], now: float) -> list[ResourceResult]:
-        core = client.CoreV1Api(self.api_client)
+        core = _LazyCore(self.api_client)
         pods = self.cache.pods_by_workload()
         wall = time.time()
         out = []
@@ -232,7 +232,7 @@ class _Waiter:
         return out
 
     def _failed_result(
-        self, core: client.CoreV1Api, key: Key, detail: str, problem: Problem | None, now: float,
+        self, core: Any, key: Key, detail: str, problem: Problem | None, now: float,
         obj: Mapping[str, Any] | None = None, pods: Sequence[Mapping[str, Any]] = (),
         wall: float | None = None,
     ) -> ResourceResult:
@@ -279,6 +279,20 @@ class _Waiter:
         )
         return results
 
+
+
+class _LazyCore:
+    """CoreV1Api made on first use: an all-healthy result needs no logs, and importing the client's
+    API module costs seconds on a busy machine."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api_client = api_client
+        self._core: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._core is None:
+            self._core = client.CoreV1Api(self._api_client)
+        return getattr(self._core, name)
 
 
 def wait_healthy(
