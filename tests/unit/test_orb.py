@@ -17,10 +17,10 @@ import yaml
 
 from pyci.platforms import CircleCI
 from pyci.settings import INPUTS
+from tests.schemas import SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "orb" / "src"
-SCHEMAS = REPO.parent / "shared" / "schemas"
 BOOLEANS = {"build-ahead", "wait", "summary", "keep-cluster", "debug"}
 
 

@@ -12,9 +12,10 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.schemas import SCHEMAS
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
-SCHEMAS = REPO.parent / "shared" / "schemas"
 NAMES = ("ci.yml", "e2e.yml", "release.yml")
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
 
