@@ -48,7 +48,7 @@ def test_third_party_actions_are_pinned_by_commit(name: str) -> None:
 
 def test_ci_lints_type_checks_and_runs_the_tests() -> None:
     commands = " ".join(step.get("run", "") for step in steps(load("ci.yml")))
-    for needed in ("ruff check", "mypy", "tools/test", "tools/pack-orb --check"):
+    for needed in ("tools/lint", "tools/test", "tools/pack-orb --check"):
         assert needed in commands, needed
 
 
