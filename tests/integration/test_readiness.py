@@ -187,7 +187,7 @@ def test_after_the_sentinel_an_already_healthy_app_is_reported_at_once(api, name
     with readiness.Sentinel(api, [namespace], 3, lambda _: None) as sentinel:
         create(api, namespace, deployment("web", replicas=2), job("migrate"))
         t0 = time.monotonic()
-        assert all(r.ok for r in wait(api, namespace))  # on its own watches: healthy now
+        assert [r.ok for r in wait(api, namespace)] == [True, True]  # on its own watches: healthy now
         fresh = time.monotonic() - t0
         t0 = time.monotonic()
         results = sentinel.wait_healthy(60, {})
