@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 LAB_CACHE = Path(os.environ.get("PYCI_LAB_CACHE")
                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyci-lab")
 LAB_BIN = LAB_CACHE / "bin"
@@ -50,14 +49,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # --- lab fixtures -------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def shared_schemas() -> Path:
-    path = SHARED / "schemas"
-    if not path.is_dir():
-        pytest.fail(f"../shared/schemas not found at {path}", pytrace=False)
-    return path
-
-
 @pytest.fixture(scope="session")
 def docker_client():
     import docker

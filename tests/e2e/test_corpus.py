@@ -114,8 +114,10 @@ def time_to_green(app: str, topology: str, wall: float, duration: str, junit: Pa
 def test_kitchen_sink_is_green_through_the_image_on_real_kind(image: str, names: list[str], tmp_path: Path,
                                                               node_image: str, docker_client) -> None:
     started = time.monotonic()
-    done, commands, workspace = as_github_action(tmp_path, names, image, "kitchen-sink", node_image,
-                                                 **{"tilt-args": KITCHEN_SINK_ARGS})
+    done, commands, workspace = as_github_action(
+        # ignored below: mypy cannot tell that this **dict (hyphenated names) leaves `breakage` alone
+        tmp_path, names, image, "kitchen-sink", node_image, **{"tilt-args": KITCHEN_SINK_ARGS},  # type: ignore[arg-type]
+    )
     wall = time.monotonic() - started
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-8000:]
@@ -228,8 +230,10 @@ def test_each_breakage_fails_the_run_with_its_own_reason(
     started = time.monotonic()
     done, commands, workspace = as_github_action(
         tmp_path, names, image, "breakages", node_image,
-        **{"tilt-args": f"{BASE} --break={way}", "cluster-name": shared_cluster, "max-restarts": "1",
-           "namespaces": namespace})
+        # ignored below: mypy cannot tell that this **dict (hyphenated names) leaves `breakage` alone
+        **{"tilt-args": f"{BASE} --break={way}", "cluster-name": shared_cluster, "max-restarts": "1",  # type: ignore[arg-type]
+           "namespaces": namespace},
+    )
     wall, ended = time.monotonic() - started, time.time()
     log = done.stdout + done.stderr
     assert done.returncode == 1, log[-6000:]
@@ -242,7 +246,7 @@ def test_each_breakage_fails_the_run_with_its_own_reason(
         after_start = f", {since_pod:.1f} s after its pod started"
         assert since_pod <= CRASH_BOUND, f"{way}: the run ended {since_pod:.1f} s after the pod started"
     print(f"breakage {way}: exit 1 in {wall:.1f} s{after_start}; stages: {stage_times(junit_path)}")
-    failed = {c.get("name"): c for c in ET.parse(junit_path).getroot().iter("testcase")
+    failed = {c.get("name", ""): c for c in ET.parse(junit_path).getroot().iter("testcase")
               if c.find("failure") is not None}
     assert list(failed) == [component], sorted(failed)
     case = ET.tostring(failed[component], encoding="unicode")  # the failure, and the logs beside it
@@ -280,14 +284,13 @@ def test_a_broken_corpus_app_fails_with_its_reason(shared_cluster: str, image: s
     out = read_outputs(commands / "set_output")
     assert out["result"] == "failure", out
     junit = ET.parse(workspace / out["junit"].removeprefix("/github/workspace/")).getroot()
-    failed = {c.get("name"): c.find("failure") for c in junit.iter("testcase")
-              if c.find("failure") is not None}
+    failed = {c.get("name", ""): f for c in junit.iter("testcase") if (f := c.find("failure")) is not None}
     # The cause only, under the component tilt builds corpus-web for (db's StatefulSet uses it too and
     # comes first); the bystanders are "not finished", skipped, never blamed.
     assert len(failed) == 1 and set(failed) <= {"web", "db"}, sorted(failed)
     [(name, failure)] = failed.items()
     assert failure.get("type") == "BuildFailed", ET.tostring(failure, encoding="unicode")
-    skipped = [c.get("name") for c in junit.iter("testcase") if c.find("skipped") is not None]
+    skipped = [c.get("name", "") for c in junit.iter("testcase") if c.find("skipped") is not None]
     assert "web" in skipped or name == "web", skipped
     annotations = [line for line in done.stdout.splitlines()
                    if line.startswith("::error") and "title=pyci" not in line]

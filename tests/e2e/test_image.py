@@ -154,7 +154,9 @@ def github_docker_action(tmp_path: Path, names: list[str], image: str, *docker_a
 
 def test_dry_run_as_a_github_docker_action(image: str, names: list[str], tmp_path: Path) -> None:
     done, commands = github_docker_action(
-        tmp_path, names, image, **{"working-directory": "examples/hello", "cluster-name": "e2e-hello"})
+        # ignored below: mypy cannot tell that this **dict (hyphenated names) leaves `args` alone
+        tmp_path, names, image, **{"working-directory": "examples/hello", "cluster-name": "e2e-hello"},  # type: ignore[arg-type]
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pyci run --dry-run: nothing is created" in done.stdout
     assert "platform      github" in done.stdout
@@ -165,7 +167,9 @@ def test_dry_run_as_a_github_docker_action(image: str, names: list[str], tmp_pat
 
 def test_a_bad_input_exits_2_with_one_clear_line(image: str, names: list[str], tmp_path: Path) -> None:
     done, _ = github_docker_action(
-        tmp_path, names, image, **{"working-directory": "examples/hello", "timeout": "forever"})
+        # ignored below: mypy cannot tell that this **dict (hyphenated names) leaves `args` alone
+        tmp_path, names, image, **{"working-directory": "examples/hello", "timeout": "forever"},  # type: ignore[arg-type]
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("pyci: error:")]
     assert len(errors) == 1, done.stderr

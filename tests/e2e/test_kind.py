@@ -130,7 +130,9 @@ def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_ima
         found["registry"] = outputs["registry"]
         assert outputs["result"] == "failure", outputs
         failed = failures(tmp_path / "junit.xml")
-        assert "api" in failed and ("CrashLoopBackOff" in failed["api"] or "Error" in failed["api"]), failed
+        # The failure's type, exactly (a substring such as "Error" would match any failure at all).
+        assert "api" in failed and failed["api"].startswith("CrashLoopBackOff: "), failed
+        assert "crash" in failed["api"], failed  # "crashes on start" / "keeps crashing"
         # The container really ran: its own last words are in the report and the bundle.
         assert "DATABASE_URL is not set" in (tmp_path / "junit.xml").read_text()
         bundle = tmp_path / "artifacts" / "diagnostics"

@@ -183,6 +183,7 @@ def test_without_pulls_a_missing_image_is_left_to_the_kubelet_and_a_present_one_
                                   third_party=["pyci-lab/no-such-image:1", lab_images.base], pull=False)
     ahead.start()
     ahead.wait(30, threading.Event())
+    assert ahead._prefetcher is not None  # third-party images to look for: a prefetch ran
     ahead._prefetcher.join(30)
     ahead.close()
     assert ahead.profile.third_party_present == [lab_images.base]

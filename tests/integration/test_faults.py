@@ -229,6 +229,7 @@ def test_secrets_never_reach_logs_outputs_junit_summary_or_the_bundle(control_pl
 
     secret = client.CoreV1Api(control_plane.api_client()).read_namespaced_secret("pyci-registry-auth",
                                                                                  namespace)
+    assert secret.data is not None
     assert password in base64.b64decode(secret.data[".dockerconfigjson"]).decode()
     assert run_containers(docker_client, namespace) == []
     assert os.environ.get("INPUT_REGISTRY-PASSWORD") is None

@@ -85,7 +85,8 @@ def test_a_cached_tool_is_rechecked_not_downloaded_again(tmp_path: Path, site) -
     again = install_tools(tmp_path, server, pinned)
     assert again.returncode == 0, again.stderr
     assert len(server.requests) == first  # nothing asked of the server
-    assert all("cached, sha256 re-checked" in line for line in again.stdout.splitlines()), again.stdout
+    lines = again.stdout.splitlines()
+    assert len(lines) == 4 and all("cached, sha256 re-checked" in line for line in lines), again.stdout
     # A cached binary that no longer hashes as recorded is not trusted: it is downloaded again.
     kubectl = binary(tmp_path, "kubectl")
     kubectl.write_text("#!/bin/sh\necho tampered\n")

@@ -65,8 +65,15 @@ def test_clusters_lists_a_cluster_by_its_nodes(kind_bin, tmp_path, docker_client
     assert provider.exists() is False
 
 
-def test_deleting_a_cluster_that_does_not_exist_is_fine(kind_bin, tmp_path):
-    KindProvider(unique("nonexistent"), tmp_path, kind_bin=kind_bin).delete()
+def test_deleting_a_cluster_that_does_not_exist_is_fine(kind_bin, tmp_path, docker_client):
+    """kind exits 0 for a cluster it does not know, so delete() returns; a kind that exits non-zero
+    makes the same call raise, so returning means kind said yes."""
+    provider = KindProvider(unique("nonexistent"), tmp_path, kind_bin=kind_bin)
+    assert provider.exists() is False
+    provider.delete()
+    assert provider.exists() is False and leftovers(docker_client, provider.name) == []
+    with pytest.raises(InfrastructureError, match=r"`kind delete cluster --name .*` failed \(exit 1\)"):
+        KindProvider(provider.name, tmp_path, kind_bin="false").delete()
 
 
 def test_create_with_an_image_that_cannot_be_pulled_fails_fast(

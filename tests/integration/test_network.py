@@ -55,6 +55,7 @@ def test_sibling_joins_the_cluster_network_and_leaves_it(docker_client, lab_imag
     try:
         with contextlib.ExitStack() as stack:
             info = registry.provision(s, docker_client, Topology(Kind.HOST, None, ""), stack)
+            assert info.container_name  # a local registry: a container of ours
             registry.connect_network(docker_client, info.container_name, net.name)
             script = SIBLING.format(net=net.name, reg=info.container_name)
             code, output, _ = run_pyci_in_container(docker_client, lab_images.base, script)
@@ -212,6 +213,7 @@ def test_sibling_in_another_containers_network_joins_through_that_container(dock
     try:
         with contextlib.ExitStack() as stack:
             info = registry.provision(s, docker_client, Topology(Kind.HOST, None, ""), stack)
+            assert info.container_name  # a local registry: a container of ours
             registry.connect_network(docker_client, info.container_name, net.name)
             script = SIBLING.format(net=net.name, reg=info.container_name).replace(
                 "t.own_container_id in", "t.network_container in") + (

@@ -20,6 +20,7 @@ import pytest
 import xmlschema
 
 from tests.lab.github import read_outputs
+from tests.schemas import SCHEMAS
 
 APP = Path(__file__).parent / "apps" / "twosvc"
 
@@ -76,16 +77,15 @@ def run_containers(docker_client, namespace: str) -> list[str]:
     return [c.name for c in docker_client.containers.list(all=True, filters={"label": label})]
 
 
-def junit_cases(path: Path, schemas: Path) -> dict[str, bool]:
-    xmlschema.XMLSchema(str(schemas / "junit-10.xsd")).validate(str(path))
+def junit_cases(path: Path) -> dict[str, bool]:
+    xmlschema.XMLSchema(str(SCHEMAS / "junit-10.xsd")).validate(str(path))
     import xml.etree.ElementTree as ET
 
     return {tc.get("name", ""): tc.find("failure") is None and tc.find("error") is None
             for tc in ET.parse(path).getroot().iter("testcase")}
 
 
-def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, shared_schemas,
-                            registry_hosting):
+def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, registry_hosting):
     proc = subprocess.run(pyci_command(control_plane, workspace, namespace), env=github_env(workspace),
                           capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
@@ -94,7 +94,7 @@ def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, 
     assert out["result"] == "success"
     assert out["junit"].endswith("junit.xml")
     assert float(out["duration"]) > 0
-    cases = junit_cases(workspace / "junit.xml", shared_schemas)
+    cases = junit_cases(workspace / "junit.xml")
     assert cases and all(cases.values()), cases
     assert any("api" in name for name in cases)
     # One row per component: the tilt resource with the workloads it applied inside it.
@@ -119,7 +119,7 @@ def test_healthy_app_passes(control_plane, namespace, workspace, docker_client, 
     ("jobfail", "JobFailed", "job/{ns}/migrate"),
 ])
 def test_broken_service_fails_fast_with_reason(control_plane, namespace, workspace, docker_client,
-                                               shared_schemas, behavior, reason, workload):
+                                               behavior, reason, workload):
     t0 = time.monotonic()
     proc = subprocess.run(pyci_command(control_plane, workspace, namespace, tilt_args=f"--break={behavior}"),
                           env=github_env(workspace), capture_output=True, text=True, timeout=300)
@@ -130,7 +130,7 @@ def test_broken_service_fails_fast_with_reason(control_plane, namespace, workspa
     if behavior != "jobfail":  # tilt ci fails a failed Job by itself; the rest it would wait out
         assert "stopping tilt ci early" in proc.stdout
     assert outputs(workspace)["result"] == "failure"
-    cases = junit_cases(workspace / "junit.xml", shared_schemas)
+    cases = junit_cases(workspace / "junit.xml")
     component = workload.rsplit("/", 1)[-1]  # tilt names the resource after its workload
     assert cases[component] is False, cases
     assert workload.format(ns=namespace) not in cases  # merged into its component, not a row of its own

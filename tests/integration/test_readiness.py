@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,7 +33,8 @@ LATENCY_LIMIT = 1.0 + 0.5  # the ≤ 1 s requirement plus slack for the deployme
 
 def new_namespace(api: client.ApiClient, prefix: str = "pyci-t") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}}, _request_timeout=30)
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)),
+                                           _request_timeout=30)
     return name
 
 
@@ -54,6 +55,7 @@ def delete_namespace(api: client.ApiClient, name: str, wait: float = 120.0) -> N
             raise
         # kwok (the lab's kubelet) is slow to confirm pod deletions; no container runs: force them
         for pod in core.list_namespaced_pod(name, _request_timeout=10).items:
+            assert pod.metadata and pod.metadata.name  # a listed pod always has its name
             with contextlib.suppress(ApiException):
                 core.delete_namespaced_pod(
                     pod.metadata.name, name, grace_period_seconds=0, _request_timeout=10
@@ -107,17 +109,17 @@ def job(name: str, behavior: str | None = None) -> dict[str, Any]:
 
 def create(api: client.ApiClient, namespace: str, *objects: dict[str, Any]) -> None:
     apps, batch, core = client.AppsV1Api(api), client.BatchV1Api(api), client.CoreV1Api(api)
+    creators: dict[str, Callable[..., object]] = {
+        "Deployment": apps.create_namespaced_deployment,
+        "StatefulSet": apps.create_namespaced_stateful_set,
+        "DaemonSet": apps.create_namespaced_daemon_set,
+        "Job": batch.create_namespaced_job,
+        "Pod": core.create_namespaced_pod,
+        "Service": core.create_namespaced_service,
+        "Secret": core.create_namespaced_secret,
+    }
     for obj in objects:
-        creator = {
-            "Deployment": apps.create_namespaced_deployment,
-            "StatefulSet": apps.create_namespaced_stateful_set,
-            "DaemonSet": apps.create_namespaced_daemon_set,
-            "Job": batch.create_namespaced_job,
-            "Pod": core.create_namespaced_pod,
-            "Service": core.create_namespaced_service,
-            "Secret": core.create_namespaced_secret,
-        }[obj["kind"]]
-        creator(namespace, obj, _request_timeout=30)
+        creators[obj["kind"]](namespace, obj, _request_timeout=30)
 
 
 WATCHES = ("own", "sentinel")  # wait_healthy's own watches, or those a Sentinel kept while tilt ci ran
@@ -185,7 +187,7 @@ def test_after_the_sentinel_an_already_healthy_app_is_reported_at_once(api, name
     with readiness.Sentinel(api, [namespace], 3, lambda _: None) as sentinel:
         create(api, namespace, deployment("web", replicas=2), job("migrate"))
         t0 = time.monotonic()
-        assert all(r.ok for r in wait(api, namespace))  # on its own watches: healthy now
+        assert [r.ok for r in wait(api, namespace)] == [True, True]  # on its own watches: healthy now
         fresh = time.monotonic() - t0
         t0 = time.monotonic()
         results = sentinel.wait_healthy(60, {})

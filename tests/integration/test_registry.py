@@ -184,6 +184,7 @@ def test_none_registry(docker_client, lab_images):
 def test_connect_network_is_idempotent(docker_client, lab_images):
     with contextlib.ExitStack() as stack, network(docker_client) as net:
         info = registry.provision(settings(lab_images), docker_client, HOST, stack)
+        assert info.container_name  # a local registry: a container of ours
         registry.connect_network(docker_client, info.container_name, net.name)
         registry.connect_network(docker_client, info.container_name, net.name)
         net.reload()
@@ -240,7 +241,7 @@ def test_hosts_toml_written_on_nodes(docker_client, lab_images):
         assert result.output.decode() == '[host."http://ci-registry:5000"]\n'
 
 
-def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images):
+def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images, monkeypatch):
     """Everything but the ConfigMap, on a network and "node" containers made to look like kind's."""
 
     class NoKubernetes:
@@ -254,19 +255,16 @@ def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images):
         info = registry.provision(settings(lab_images), docker_client, HOST, stack)
         cluster = ClusterInfo(
             name="x",
-            kubeconfig=None,
+            kubeconfig=None,  # type: ignore[arg-type]  # never read: the ConfigMap step is stubbed out below
             internal_kubeconfig=None,
-            context="kind-x",  # type: ignore[arg-type]
+            context="kind-x",
             nodes=(node.name,),
             network=net.name,
         )
-        calls = []
-        original = wiring.apply_local_registry_hosting  # connect_to_cluster's own module's name for it
-        wiring.apply_local_registry_hosting = lambda api, i: calls.append(i)  # type: ignore[assignment]
-        try:
-            registry.connect_to_cluster(docker_client, info, cluster, NoKubernetes())  # type: ignore[arg-type]
-        finally:
-            wiring.apply_local_registry_hosting = original  # type: ignore[assignment]
+        calls: list[RegistryInfo] = []
+        # connect_to_cluster looks it up in its own module (pyci.registry.wiring)
+        monkeypatch.setattr(wiring, "apply_local_registry_hosting", lambda api, i: calls.append(i))
+        registry.connect_to_cluster(docker_client, info, cluster, NoKubernetes())  # type: ignore[arg-type]
         assert calls == [info]
         toml = node.exec_run(["cat", f"/etc/containerd/certs.d/{info.host}/hosts.toml"]).output.decode()
         assert toml == f'[host."http://{info.host_from_cluster}"]\n'
@@ -330,7 +328,7 @@ def test_pull_secret_on_default_service_account(control_plane):
         registry.grant_pull_access(api, info, [namespace])
         registry.grant_pull_access(api, info, [namespace])  # idempotent
         account = core.read_namespaced_service_account("default", namespace)
-        assert [s.name for s in account.image_pull_secrets] == [registry.PULL_SECRET_NAME]
+        assert [s.name for s in account.image_pull_secrets or []] == [registry.PULL_SECRET_NAME]
         secret = core.read_namespaced_secret(registry.PULL_SECRET_NAME, namespace)
         assert secret.type == "kubernetes.io/dockerconfigjson"
     finally:

@@ -4,7 +4,7 @@ passing against the real product.
 
 Every mutant is one literal replacement that must match exactly once, so a mutant that no longer
 applies (the code moved on) is an error here, never a silent pass. Mutants run in a copy of the
-checkout's tracked files beside it (the tests find ../shared/schemas there), one at a time.
+checkout's tracked files beside it (the repository alone: it tests itself), one at a time.
 
   tools/break-check                 every mutant, then the same checks against the real product
   tools/break-check --fast          without the real-kind mutant (about 1 min instead of 3)
@@ -193,10 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix=".break-check-", dir=REPO.parent) as tmp:
         for mutant in chosen:
             tree = copy_tree(Path(tmp) / mutant.name / REPO.name)
-            # ../shared beside the copy, as beside the checkout
-            shared = REPO.parent / "shared"
-            if shared.is_dir() and not (tree.parent / "shared").exists():
-                (tree.parent / "shared").symlink_to(shared)
             apply(mutant, tree)
             t0 = time.monotonic()
             before = local_tags()

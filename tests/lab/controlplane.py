@@ -223,9 +223,10 @@ class ControlPlane:
         while time.monotonic() - t0 < timeout:
             self._check_alive()
             node = core.read_node(NODE)
-            ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+            conditions = (node.status.conditions if node.status else None) or []
+            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
             sas = core.list_namespaced_service_account("default").items
-            if ready and any(sa.metadata.name == "default" for sa in sas):
+            if ready and any(sa.metadata and sa.metadata.name == "default" for sa in sas):
                 return
             time.sleep(0.2)
         raise RuntimeError("lab control plane: node not Ready or no default service account in time:\n"

@@ -17,11 +17,11 @@ import yaml
 from pyci import report
 from pyci.results import ExitCode, RunResult
 from pyci.settings import INPUTS, InputSpec
+from tests.schemas import SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 ACTION = REPO / "action.yml"
 HOST_ACTION = REPO / "host" / "action.yml"
-SCHEMAS = REPO.parent / "shared" / "schemas"
 IMAGE = "docker://ghcr.io/pyci-action/pyci-action:v1"
 
 OUTPUTS = {

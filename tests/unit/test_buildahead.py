@@ -219,9 +219,10 @@ def test_overlap_is_build_time_inside_the_cluster_boot() -> None:
 
 
 def test_stream_error_finds_the_daemons_error_and_skips_progress() -> None:
-    ok = [{"id": "moby.buildkit.trace", "aux": "AAA="}, {"aux": {"ID": "sha256:1"}}]
+    ok: list[dict[str, object]] = [{"id": "moby.buildkit.trace", "aux": "AAA="}, {"aux": {"ID": "sha256:1"}}]
     assert buildahead.stream_error(ok) is None
-    failed = [*ok, {"errorDetail": {"message": "COPY failed: x not found"}, "error": "COPY failed"}]
+    failed: list[dict[str, object]] = [
+        *ok, {"errorDetail": {"message": "COPY failed: x not found"}, "error": "COPY failed"}]
     assert buildahead.stream_error(failed) == "COPY failed: x not found"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -111,7 +112,8 @@ def test_argparse_problems_exit_2(workspace: Path, capsys: pytest.CaptureFixture
 
 def test_every_input_is_a_flag():
     parser = cli.build_parser()
-    run = parser._subparsers._group_actions[0].choices["run"]
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    run = commands.choices["run"]
     flags = {option for action in run._actions for option in action.option_strings}
     assert {f"--{spec.name}" for spec in INPUTS} | {"--dry-run"} <= flags
 

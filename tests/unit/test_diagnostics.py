@@ -52,7 +52,7 @@ def test_parse_target():
 
 
 def test_format_events_sorted_by_best_time():
-    events = [
+    events: list[dict[str, object]] = [
         {"lastTimestamp": "2026-11-22T10:00:03Z", "type": "Warning", "reason": "BackOff", "count": 4,
          "message": "Back-off\n restarting",
          "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p"}},

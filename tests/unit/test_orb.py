@@ -17,10 +17,10 @@ import yaml
 
 from pyci.platforms import CircleCI
 from pyci.settings import INPUTS
+from tests.schemas import SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "orb" / "src"
-SCHEMAS = REPO.parent / "shared" / "schemas"
 BOOLEANS = {"build-ahead", "wait", "summary", "keep-cluster", "debug"}
 
 
@@ -50,6 +50,7 @@ def test_packed_orb_is_valid_against_the_circleci_schema(orb: dict[str, Any]) ->
     validator = jsonschema.Draft7Validator(schema)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(orb)]
     assert errors == []
+    assert orb["examples"]
     for name, example in orb["examples"].items():  # an example's usage is a config of its own
         assert [e.message for e in validator.iter_errors(example["usage"])] == [], name
 
@@ -72,6 +73,7 @@ def _steps(job: dict[str, Any]) -> list[str]:
 
 def test_jobs_store_what_pyci_writes_on_circleci(orb: dict[str, Any]) -> None:
     platform = CircleCI(None, {})  # type: ignore[arg-type]  # only its default folders are read
+    assert orb["jobs"]
     for name, job in orb["jobs"].items():
         stored = {next(iter(s)): next(iter(s.values())) for s in job["steps"] if isinstance(s, dict)}
         assert stored["store_test_results"]["path"] == str(platform.test_results_dir), name
@@ -112,6 +114,7 @@ def test_command_parameters_are_the_inputs_each_mapped_to_its_pyci_variable(orb:
 
 def test_jobs_pass_every_parameter_to_the_command(orb: dict[str, Any]) -> None:
     wanted = set(orb["commands"]["run-pyci"]["parameters"])
+    assert orb["jobs"] and wanted
     for name, job in orb["jobs"].items():
         call = next(s["run-pyci"] for s in job["steps"] if isinstance(s, dict) and "run-pyci" in s)
         assert call == {p: f"<< parameters.{p} >>" for p in wanted}, name

@@ -65,7 +65,7 @@ def test_a_signal_during_cleanup_does_not_interrupt_it_and_the_run_ends_cancelle
 
     state = run_state()
     stack = contextlib.ExitStack()
-    done = []
+    done: list[str] = []
     stack.callback(done.append, "second")  # runs last: the signal came before it, cleanup went on
     stack.callback(lambda: os.kill(os.getpid(), signal.SIGTERM))
     pipeline._cleanup(state, stack)
@@ -152,7 +152,7 @@ def test_build_ahead_off_builds_and_pulls_nothing_but_still_loads_what_the_daemo
     state.evaluation = evaluation_with_db()
     with contextlib.ExitStack() as stack:
         ahead = ahead_steps.build_ahead(state, object(), stack)
-    assert ahead is FakeAhead.made[0]
+    assert isinstance(ahead, FakeAhead) and ahead is FakeAhead.made[0]
     assert [t.ref for t in ahead.found] == (["shop-api"] if on else [])
     assert ahead.pull is on  # off: an image the daemon lacks is left to the kubelet
     assert ahead.third_party == ["postgres:16"] and ahead.loaded_into == "pyci-t"

@@ -87,7 +87,7 @@ def test_deployment_default_replicas_is_one():
 
 
 def sts(ready=3, current="a", update="a", strategy=None):
-    spec = {"replicas": 3}
+    spec: dict[str, object] = {"replicas": 3}
     if strategy:
         spec["updateStrategy"] = {"type": strategy}
     return {
@@ -484,13 +484,13 @@ def test_a_pull_error_at_the_deadline_is_the_verdict_not_a_timeout(monkeypatch):
     w = waiter(timeout=15.0)  # the window pyci gives the watch to explain a failed tilt ci
     problem = r.Problem("ImagePullBackOff", "ErrImagePull for image registry.invalid/x:1", False, "web-1")
     res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", problem,
-                           w.start + 20)  # type: ignore[arg-type]
+                           w.start + 20)
     assert (res.ok, res.reason) == (False, "ImagePullBackOff")
     # no pod or creation time known: told from when the watch began
     assert "not healthy 20.0s after its first pod was created" in (res.message or "")
     probe = r.Problem("ReadinessProbeFailing", "readiness probe failing", False, "web-1")
     res = w._failed_result(None, ("Deployment", "default", "web"), "0/1 available", probe,
-                           w.start + 20)  # type: ignore[arg-type]
+                           w.start + 20)
     assert res.reason == "Timeout"  # not ready in time: a timeout, with the probe in its message
 
 

@@ -20,9 +20,9 @@ from pyci.report import (
     write_junit,
 )
 from pyci.results import ExitCode, ResourceResult, RunResult, StageResult
+from tests.schemas import SCHEMAS
 from tests.unit.fixtures.runs import SECRET, load_run
 
-SCHEMAS = Path(__file__).parents[2].parent / "shared" / "schemas"
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 

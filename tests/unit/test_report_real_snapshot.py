@@ -11,9 +11,10 @@ from markdown_it import MarkdownIt
 
 from pyci import report, tilt
 from pyci.results import ExitCode, RunResult, StageResult
+from tests.schemas import SCHEMAS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-XSD = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "junit-10.xsd"
+XSD = SCHEMAS / "junit-10.xsd"
 
 
 def run_from(snapshot: str, code: ExitCode) -> RunResult:

@@ -3,6 +3,7 @@ from the summary, JUnit, annotations, the log group's closing line, the outputs 
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -119,18 +120,18 @@ def test_every_renderer_agrees_on_every_status_and_count(tmp_path: Path, result:
     # the log group's closing line: its mark
     for st_ in result.stages:
         platform, out = github(tmp_path)
-        with platform.group(st_.name, status=lambda s=st_: s.status):
+        with platform.group(st_.name, status=functools.partial(getattr, st_, "status")):
             pass
         closing = out.getvalue().splitlines()[-1]
         assert closing.startswith(rendering(st_.status).log_mark + " " + st_.name)
     # the exit code and the `result` output
     unhealthy = any(r.status in (Status.FAILED, Status.NOT_FINISHED) for r in result.resources)
     assert (result.exit_code is ExitCode.APP_FAILED) == unhealthy
-    out = report.outputs(result)
-    assert out["result"] == ("failure" if unhealthy else "success")
-    assert out["failed"] == ",".join(r.name for r in failed)
+    values = report.outputs(result)
+    assert values["result"] == ("failure" if unhealthy else "success")
+    assert values["failed"] == ",".join(r.name for r in failed)
     unfinished = [r.name for r in result.resources if r.status is Status.NOT_FINISHED]
-    assert out["not-finished"] == ",".join(unfinished)
+    assert values["not-finished"] == ",".join(unfinished)
 
 
 def test_the_table_covers_every_status() -> None:

@@ -87,7 +87,7 @@ def test_classify(docker_host, own, host_network, expected):
 
 def test_bad_override_is_an_input_error_before_touching_docker():
     with pytest.raises(InputError, match="auto, host, sibling or remote"):
-        detect(None, "cloud")  # type: ignore[arg-type]
+        detect(None, "cloud")
 
 
 class _Containers:

@@ -51,10 +51,12 @@ def decide(pod: dict, now: float, problem=None) -> verdict.Verdict:
 
 def test_the_probe_window_is_delay_plus_threshold_times_period_plus_the_startup_budget():
     assert verdict.probe_window({"name": "x"}) is None
-    assert verdict.probe_window({"readinessProbe": {}})[0] == 30  # Kubernetes' defaults: 3 x 10 s
-    seconds, how = verdict.probe_window({
+    assert verdict.probe_window({"readinessProbe": {}}) == (30, "readiness: 0s delay + 3 x 10s")  # defaults
+    found = verdict.probe_window({
         "readinessProbe": {"initialDelaySeconds": 5, "periodSeconds": 2, "failureThreshold": 4},
         "startupProbe": {"periodSeconds": 1, "failureThreshold": 20}})
+    assert found is not None
+    seconds, how = found
     assert seconds == 5 + 4 * 2 + 20 * 1
     assert "readiness: 5s delay + 4 x 2s" in how and "startup: 0s delay + 20 x 1s" in how
 

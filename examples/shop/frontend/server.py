@@ -5,6 +5,7 @@ import os
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 CATALOG = os.environ.get("CATALOG_URL", "http://catalog:8080/products")
 CART = os.environ.get("CART_URL", "http://cart:8080/cart")
@@ -12,7 +13,7 @@ STATIC = Path(__file__).parent / "static"
 SHELL = (STATIC / "shell.html").read_text()
 
 
-def fetch(url: str) -> object:
+def fetch(url: str) -> Any:  # JSON: a list from the catalog, an object from the cart
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.loads(response.read())
 
