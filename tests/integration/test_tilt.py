@@ -206,7 +206,7 @@ def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: the race is real in the tilt-race build, and the report names it when it wins."""
     monkeypatch.setenv("PYCI_LAB_TILT_UIRESOURCE_RACE", "1")
-    monkeypatch.setattr(tilt, "NUDGES", 0)
+    monkeypatch.setattr(tilt.session, "NUDGES", 0)  # read where the poller lives
     out, lines, took = run_held(tmp_path, timeout=8)
     assert out.exit_code == 1 and out.error and "tiltfile-reload" in out.error, (out.error, lines[-10:])
     [seed] = out.resources

@@ -495,7 +495,7 @@ def test_poller_nudges_a_held_resource_at_most_nudges_times(monkeypatch):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(tilt.subprocess, "run", fake_run)
+    monkeypatch.setattr(tilt.session.subprocess, "run", fake_run)
     poller = tilt._Poller("tilt", 10350, {}, 1.0)
     for _ in range(tilt.NUDGES + 2):
         poller._unhold(_held_snapshot())

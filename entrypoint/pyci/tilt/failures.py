@@ -1,0 +1,198 @@
+"""What failed under `tilt ci`, and why, in words a reader acts on. Pure.
+
+A failed `local_resource` or `custom_build` is `CommandFailed`, an image build `BuildFailed`; the
+message names the command and its exit code, the result's logs hold the command's last output lines.
+A command the image lacks (exit 127, `sh: go: not found`) names the missing tool and, when pyci runs
+inside its image, points to the host action. The Tiltfile's own resource is one `Tiltfile` result
+with the file:line:col tilt's traceback names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pyci import tiltfile
+from pyci.results import ResourceResult
+from pyci.tilt.logs import LOG_TAIL_LINES, by_resource, log_error
+from pyci.tilt.snapshot import PENDING
+from pyci.tilt.uiresource import TILTFILE_RESOURCE
+
+TILTFILE_RESULT = "Tiltfile"  # the name the Tiltfile's own result goes by in every report
+IN_IMAGE_ENV = "PYCI_IN_IMAGE"  # set by the Dockerfile: pyci runs inside its own image
+HOST_ACTION = "pyci-action/pyci-action/host@v1"
+NOT_FOUND_EXIT = 127  # what a shell exits with when it cannot find the command
+
+# local_resource (tilt's `Command "go build" failed: exit status 127`) and custom_build.
+_COMMAND = re.compile(r'(?:Command|Custom build(?: command)?) (?P<cmd>"(?:[^"\\]|\\.)*") failed: '
+                      r"(?:exit status (?P<code>\d+)|(?P<other>.+))")
+# An image build: BuildKit's `process "/bin/sh -c make" did not complete successfully: exit code: 2`,
+# the legacy builder's `The command '/bin/sh -c make' returned a non-zero code: 2`.
+_IMAGE_STEP = re.compile(r"""(?:process (?P<q>"(?:[^"\\]|\\.)*") did not complete successfully: exit code: """
+                         r"""|The command '(?P<cmd>[^']*)' returned a non-zero code: )(?P<code>\d+)""")
+# `sh: go: not found` (busybox), `/bin/sh: 1: go: not found` (dash), `bash: go: command not found`,
+# `bash: line 1: go: command not found`; Go's own `exec: "go": executable file not found in $PATH`.
+_NOT_FOUND = (
+    re.compile(r"^(?:\S+: )?(?:line )?(?:\d+: )?(?P<tool>[^\s:]+): (?:command )?not found\s*$"),
+    re.compile(r'exec: "(?P<tool>[^"]+)": executable file not found'),
+)
+
+
+@dataclass(frozen=True)
+class CommandFailure:
+    """A command tilt ran that failed: its text and exit code (None when it did not exit: a signal)."""
+
+    command: str
+    exit_code: int | None
+    image: bool  # an image build's step, not a local_resource or custom_build command
+    detail: str = ""  # how it ended when that was not an exit status (`signal: killed`)
+
+
+def in_image(environ: Mapping[str, str]) -> bool:
+    return environ.get(IN_IMAGE_ENV) == "1"
+
+
+def _unquote(quoted: str) -> str:
+    """A Go %q string -> its text (Go's escapes are JSON's for what a command line holds)."""
+    try:
+        text = json.loads(quoted)
+    except ValueError:
+        return quoted.strip('"')
+    return text if isinstance(text, str) else quoted
+
+
+def parse_failure(error: str) -> CommandFailure | None:
+    """The failed command an error of tilt's names, or None when it names none."""
+    match = _COMMAND.search(error)
+    if match:
+        code = match["code"]
+        return CommandFailure(_unquote(match["cmd"]), int(code) if code else None, image=False,
+                              detail=(match["other"] or "").strip())
+    match = _IMAGE_STEP.search(error)
+    if match:
+        command = _unquote(match["q"]) if match["q"] else match["cmd"]
+        return CommandFailure(command, int(match["code"]), image=True)
+    return None
+
+
+def missing_tool(lines: Iterable[str], failure: CommandFailure) -> str | None:
+    """The program a failed command could not find: from the shell's `not found`, or, on exit 127
+    with no such line, the command's first word."""
+    found = None
+    for line in lines:
+        for pattern in _NOT_FOUND:
+            match = pattern.search(line.strip())
+            if match:
+                found = match["tool"]
+    if found or failure.exit_code != NOT_FOUND_EXIT:
+        return found
+    words = failure.command.split()
+    if len(words) >= 3 and words[0].rsplit("/", 1)[-1] in ("sh", "bash") and words[1] == "-c":
+        words = words[2:]
+    return words[0] if words else None
+
+
+def describe(failure: CommandFailure, lines: Sequence[str], inside_image: bool) -> str:
+    """`go build ./` exited 127: go: not found (…host action…)."""
+    what = "image build step" if failure.image else "command"
+    ended = f"exited {failure.exit_code}" if failure.exit_code is not None else (failure.detail or "failed")
+    message = f"{what} `{failure.command}` {ended}"
+    tool = missing_tool(lines, failure)
+    if tool is None:
+        own = [line.strip() for line in lines if line.strip() and not _is_tilt_chrome(line)]
+        last = own[-1] if own else ""
+        return f"{message}: {last}" if last else message
+    if not inside_image:
+        return f"{message}: `{tool}` not found on this machine"
+    return (f"{message}: `{tool}` is not in pyci's image. A Tiltfile that runs the runner's own toolchains "
+            f"needs the host action (`uses: {HOST_ACTION}`, README \"host mode\"), or a docker_build that "
+            f"runs `{tool}` inside the image it builds")
+
+
+def _is_tilt_chrome(line: str) -> bool:
+    """tilt's own lines in a resource's log (`ERROR: ...`, `Running cmd: ...`), not the command's."""
+    text = line.strip()
+    return text.startswith(("ERROR: ", "Running cmd: ", "STEP ", "Build Failed:", "Error: "))
+
+
+def _command_output(lines: Sequence[str]) -> list[str]:
+    """A resource's log from its last `Running cmd:` on (the output of the command that failed)."""
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("Running cmd: ")]
+    return list(lines[starts[-1]:]) if starts else list(lines)
+
+
+def resource_tails(live: Mapping[str, Sequence[str]], from_snapshot: Mapping[str, Sequence[str]],
+                   names: Iterable[str]) -> dict[str, list[str]]:
+    """Each resource's last log lines: the snapshot's (full names) or else the live log's (cut names)."""
+    out = by_resource(live, names)
+    for resource, lines in from_snapshot.items():
+        if lines:
+            out[resource] = list(lines)[-LOG_TAIL_LINES:]
+    return out
+
+
+def merge_errors(
+    resources: list[ResourceResult],
+    session_errs: Mapping[str, tuple[str, str]],
+    tail_by_resource: Mapping[str, Sequence[str]],
+    error: str | None,
+) -> list[ResourceResult]:
+    """Fill in what the snapshot may lag behind on: Session errors, log tails and tilt's Error line."""
+    known = {r.name for r in resources}
+    out = []
+    for res in resources:
+        reason, err = session_errs.get(res.name, ("", ""))
+        if not err and not res.ok and res.reason in PENDING:
+            err = log_error(tail_by_resource.get(res.name, ())) or ""
+            reason = "BuildFailed"
+        if err and (res.ok or not res.message or res.reason in PENDING):
+            res = dataclasses.replace(res, ok=False, ready_seconds=None, reason=reason, message=err,
+                                      blocked_by=[])
+        if not res.ok and error and not res.message:
+            res.message = error
+        if not res.ok and not res.logs and tail_by_resource.get(res.name):
+            res.logs = "\n".join(tail_by_resource[res.name])
+        out.append(res)
+    for res_name, (reason, err) in session_errs.items():
+        if res_name not in known:
+            out.append(ResourceResult(name=res_name, source="tilt", ok=False, reason=reason, message=err))
+    return out
+
+
+def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str]],
+            in_image: bool) -> list[ResourceResult]:
+    """Failed commands and builds named with their command, exit code and output; the Tiltfile's own
+    failure as one `Tiltfile` result at the line tilt names."""
+    return [_tiltfile(r) if r.name == TILTFILE_RESOURCE else _command(r, logs.get(r.name, ()), in_image)
+            for r in resources]
+
+
+def _command(result: ResourceResult, lines: Sequence[str], inside_image: bool) -> ResourceResult:
+    failed = not result.ok and result.reason == "BuildFailed"
+    failure = parse_failure(result.message or "") if failed else None
+    if failure is None:
+        return result
+    output = _command_output(lines)
+    return dataclasses.replace(
+        result,
+        reason="BuildFailed" if failure.image else "CommandFailed",
+        message=describe(failure, output, inside_image),
+        logs="\n".join(output) or result.logs,
+    )
+
+
+def _tiltfile(result: ResourceResult) -> ResourceResult:
+    """tilt's `(Tiltfile)` resource -> `Tiltfile`, with its traceback's innermost location."""
+    if result.ok:
+        return dataclasses.replace(result, name=TILTFILE_RESULT)
+    parsed = tiltfile.parse_error(result.message or "")
+    return dataclasses.replace(
+        result,
+        name=TILTFILE_RESULT,
+        reason="TiltfileError",
+        message=parsed.message if parsed else result.message,
+        location=parsed.location if parsed else None,
+    )
