@@ -234,25 +234,26 @@ def _preflight(state: Run) -> None:
     from pyci import tiltfile
 
     s = state.settings
-    with state.stage("preflight"):
+    with state.stage("preflight"):  # an error found here fails this stage: it is raised inside it
         found = tiltfile.evaluate(s.tiltfile_path.resolve(), s.tilt_args)
+        state.evaluation = found
+        error = found.error
         if found.unavailable:
             state.platform.info(f"preflight: Tiltfile not read ahead ({found.unavailable}); tilt ci decides")
-        elif found.error and found.error.environmental:
-            state.platform.info(f"preflight: {found.error.message} (may need the cluster; tilt ci decides)")
-        elif found.error is None:
+        elif error and error.environmental:
+            state.platform.info(f"preflight: {error.message} (may need the cluster; tilt ci decides)")
+        elif error is None:
             state.platform.info(f"preflight: {len(found.components)} components, {len(found.images)} images "
                                 f"in {found.seconds:.2f}s")
-    state.evaluation = found
-    error = found.error
-    if error is None or error.environmental:
-        return
-    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
-    where = tiltfile.relative_location(error.location, roots) if error.location else None
-    state.resources = [ResourceResult(name="(Tiltfile)", source="tilt", ok=False, reason="TiltfileError",
-                                      message=f"{where}: {error.message}" if where else error.message)]
-    state.platform.error("Tiltfile error", error.message, where)
-    raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
+        if error is None or error.environmental:
+            return
+        roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+        where = tiltfile.relative_location(error.location, roots) if error.location else None
+        state.resources = [ResourceResult(name="Tiltfile", source="tilt", ok=False, reason="TiltfileError",
+                                          message=f"{where}: {error.message}" if where else error.message,
+                                          location=where)]
+        state.platform.error("Tiltfile error", error.message, where)
+        raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
 
 
 def _registry(state: Run, client: Any, where: Any, stack: contextlib.ExitStack, ahead: BuildAhead | None,

@@ -20,7 +20,7 @@ from pyci.tilt.ci import (
     tilt_command,
     tilt_env,
 )
-from pyci.tilt.failures import TILTFILE_RESULT, merge_errors
+from pyci.tilt.failures import merge_errors
 from pyci.tilt.logs import LOG_TAIL_LINES, LogFacts, error_line, log_error, log_facts, split_log_line
 from pyci.tilt.session import (
     GET_TIMEOUT,
@@ -31,7 +31,7 @@ from pyci.tilt.session import (
     session_errors,
     waiting_line,
 )
-from pyci.tilt.snapshot import resource_result, resources_from_snapshot
+from pyci.tilt.snapshot import TILTFILE_RESULT, resource_result, resources_from_snapshot
 from pyci.tilt.uiresource import HELD_GRACE, TILTFILE_RESOURCE, held_on_enable, parse_time
 
 _Poller = Poller  # the name tests used before the split

@@ -217,7 +217,8 @@ def _results(data: dict[str, Any] | None, exit_code: int, followed: _Followed, s
     names = [r.name for r in resources] + list(session_errors(session))
     logs = failures.resource_tails(followed.tails, resource_logs(data or {}), names)
     resources = failures.merge_errors(resources, session_errors(session), logs, error)
-    return failures.explain(resources, logs, in_image=failures.in_image(os.environ))
+    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+    return failures.explain(resources, logs, failures.in_image(os.environ), roots)
 
 
 def run_ci(

@@ -14,14 +14,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyci import tiltfile
 from pyci.results import ResourceResult
 from pyci.tilt.logs import LOG_TAIL_LINES, by_resource, log_error
-from pyci.tilt.snapshot import PENDING
+from pyci.tilt.snapshot import PENDING, TILTFILE_RESULT, tiltfile_result
 from pyci.tilt.uiresource import TILTFILE_RESOURCE
 
-TILTFILE_RESULT = "Tiltfile"  # the name the Tiltfile's own result goes by in every report
 IN_IMAGE_ENV = "PYCI_IN_IMAGE"  # set by the Dockerfile: pyci runs inside its own image
 HOST_ACTION = "pyci-action/pyci-action/host@v1"
 NOT_FOUND_EXIT = 127  # what a shell exits with when it cannot find the command
@@ -141,6 +141,8 @@ def merge_errors(
     error: str | None,
 ) -> list[ResourceResult]:
     """Fill in what the snapshot may lag behind on: Session errors, log tails and tilt's Error line."""
+    # The Session names the Tiltfile's target by tilt's resource name; the results by ours.
+    session_errs = {TILTFILE_RESULT if k == TILTFILE_RESOURCE else k: v for k, v in session_errs.items()}
     known = {r.name for r in resources}
     out = []
     for res in resources:
@@ -162,12 +164,25 @@ def merge_errors(
     return out
 
 
-def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str]],
-            in_image: bool) -> list[ResourceResult]:
+def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str]], in_image: bool,
+            roots: Sequence[Path] = ()) -> list[ResourceResult]:
     """Failed commands and builds named with their command, exit code and output; the Tiltfile's own
-    failure as one `Tiltfile` result at the line tilt names."""
-    return [_tiltfile(r) if r.name == TILTFILE_RESOURCE else _command(r, logs.get(r.name, ()), in_image)
-            for r in resources]
+    failure as one `Tiltfile` result at the line tilt names, relative to the first of `roots` (the
+    workspace) that holds it, as an annotation on the diff wants it."""
+    out = []
+    for r in resources:
+        if r.name in (TILTFILE_RESOURCE, TILTFILE_RESULT) and not r.ok:
+            out.append(_located(r if r.reason == "TiltfileError" else tiltfile_result(r), roots))
+        else:
+            out.append(_command(r, logs.get(r.name, ()), in_image))
+    return out
+
+
+def _located(result: ResourceResult, roots: Sequence[Path]) -> ResourceResult:
+    if not isinstance(result.location, tiltfile.SourceLocation):
+        return result
+    where = tiltfile.relative_location(result.location, roots)
+    return dataclasses.replace(result, location=where, message=f"{where}: {result.message}")
 
 
 def _command(result: ResourceResult, lines: Sequence[str], inside_image: bool) -> ResourceResult:
@@ -184,15 +199,3 @@ def _command(result: ResourceResult, lines: Sequence[str], inside_image: bool) -
     )
 
 
-def _tiltfile(result: ResourceResult) -> ResourceResult:
-    """tilt's `(Tiltfile)` resource -> `Tiltfile`, with its traceback's innermost location."""
-    if result.ok:
-        return dataclasses.replace(result, name=TILTFILE_RESULT)
-    parsed = tiltfile.parse_error(result.message or "")
-    return dataclasses.replace(
-        result,
-        name=TILTFILE_RESULT,
-        reason="TiltfileError",
-        message=parsed.message if parsed else result.message,
-        location=parsed.location if parsed else None,
-    )

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pyci import tiltfile
 from pyci.results import ResourceResult
 from pyci.tilt.logs import LogFacts, log_facts
 from pyci.tilt.uiresource import (
@@ -23,6 +24,7 @@ from pyci.tilt.uiresource import (
 
 _OK_STATUSES = frozenset({"ok", "not_applicable", "none", ""})
 PENDING = ("NotBuilt", "NotReady")  # reasons that only say "not there yet"
+TILTFILE_RESULT = "Tiltfile"  # the name the Tiltfile's own result goes by in every report
 
 
 def _session_start(snapshot: Mapping[str, Any]) -> float | None:
@@ -112,10 +114,25 @@ def resources_from_snapshot(
         result = _with_log_facts(result, facts.get(result.name, LogFacts()), started)
         if exit_code == 0 and not result.ok and result.reason in PENDING:
             result = dataclasses.replace(result, ok=True, reason=None, message=None, blocked_by=[])
-        if result.name == TILTFILE_RESOURCE and result.ok:
-            continue
+        if result.name == TILTFILE_RESOURCE:
+            if result.ok:
+                continue
+            result = tiltfile_result(result)
         results.append(result)
-    return sorted(results, key=lambda r: (r.name != TILTFILE_RESOURCE, r.name))
+    return sorted(results, key=lambda r: (r.name != TILTFILE_RESULT, r.name))
+
+
+def tiltfile_result(result: ResourceResult) -> ResourceResult:
+    """tilt's failed `(Tiltfile)` resource -> one `Tiltfile` result at the line its traceback names."""
+    parsed = tiltfile.parse_error(result.message or "")
+    return dataclasses.replace(
+        result,
+        name=TILTFILE_RESULT,
+        reason="TiltfileError",
+        message=parsed.message if parsed else result.message,
+        location=parsed.location if parsed else None,
+        blocked_by=[],
+    )
 
 
 def _with_log_facts(result: ResourceResult, fact: LogFacts, started: float | None) -> ResourceResult:

@@ -1,0 +1,162 @@
+"""pyci.tilt.failures: a failed command, build or Tiltfile load comes out of tilt's results as the
+cause, with its command, exit code and output; the resource that waits on it as blocked by it.
+
+The texts are tilt v0.37.6's own (the lab build), seen in tests/fixtures/tilt-snapshot-toolless.json
+(captured by tests/integration/test_tilt.py) and in the snapshots beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyci import tilt
+from pyci.results import ResourceResult
+from pyci.tilt import failures, logs
+from pyci.tiltfile import SourceLocation
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _fixture(name: str) -> dict:
+    path = FIXTURES / name
+    if not path.is_file():
+        pytest.fail(f"{path} missing: captured by tests/integration/test_tilt.py (PYCI_UPDATE_FIXTURES=1)")
+    return json.loads(path.read_text())
+
+
+# --- the failed command's own words ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("error", "command", "code", "image"), [
+    ('Command "nosuchtool build -o build/app ./" failed: exit status 127', "nosuchtool build -o build/app ./",
+     127, False),
+    ('Command "bash -c \\"exit 3\\"" failed: exit status 3', 'bash -c "exit 3"', 3, False),
+    ("ImageBuild: The command '/bin/sh -c echo \"compiling...\" && exit 3' returned a non-zero code: 3",
+     '/bin/sh -c echo "compiling..." && exit 3', 3, True),
+    ('ImageBuild: process "/bin/sh -c make" did not complete successfully: exit code: 2', "/bin/sh -c make",
+     2, True),
+])
+def test_parse_failure_names_the_command_and_its_exit_code(error, command, code, image):
+    assert failures.parse_failure(error) == failures.CommandFailure(command, code, image)
+
+
+def test_parse_failure_of_a_signal_and_of_no_command():
+    killed = failures.parse_failure('Command "sleep 99" failed: signal: killed')
+    assert killed == failures.CommandFailure("sleep 99", None, False, "signal: killed")
+    assert failures.parse_failure("ImageBuild: failed to compute cache key: not found") is None
+
+
+@pytest.mark.parametrize(("line", "tool"), [
+    ("sh: go: not found", "go"),  # busybox (pyci's image)
+    ("sh: 1: nosuchtool: not found", "nosuchtool"),  # dash
+    ("/bin/sh: 1: make: not found", "make"),
+    ("bash: npm: command not found", "npm"),
+    ("bash: line 1: yarn: command not found", "yarn"),
+    ('exec: "cargo": executable file not found in $PATH', "cargo"),
+])
+def test_the_missing_tool_from_the_shells_words(line, tool):
+    failure = failures.CommandFailure("whatever", 127, False)
+    assert failures.missing_tool(["Running cmd: whatever", line], failure) == tool
+
+
+def test_the_missing_tool_on_exit_127_without_words_is_the_commands_first_word():
+    assert failures.missing_tool([], failures.CommandFailure("go build ./", 127, False)) == "go"
+    assert failures.missing_tool([], failures.CommandFailure("sh -c go build", 127, False)) == "go"
+    make = failures.CommandFailure("make", 2, False)
+    assert failures.missing_tool(["make: *** [all] Error 2"], make) is None
+
+
+def test_describe_points_to_the_host_action_only_inside_the_image():
+    failure = failures.CommandFailure("go build ./", 127, False)
+    output = ["Running cmd: go build ./", "sh: go: not found"]
+    inside = failures.describe(failure, output, inside_image=True)
+    assert inside.startswith("command `go build ./` exited 127: `go` is not in pyci's image"), inside
+    assert failures.HOST_ACTION in inside
+    outside = failures.describe(failure, output, inside_image=False)
+    assert outside == "command `go build ./` exited 127: `go` not found on this machine"
+    assert failures.HOST_ACTION not in outside
+
+
+def test_describe_a_plain_failure_ends_with_its_last_own_line():
+    failure = failures.CommandFailure("make test", 2, False)
+    lines = ["Running cmd: make test", "FAIL: test_x", "make: *** [test] Error 2",
+             'ERROR: Command "make test" failed: exit status 2']
+    assert failures.describe(failure, lines, True) == "command `make test` exited 2: make: *** [test] Error 2"
+
+
+def test_in_image_reads_the_dockerfiles_env():
+    assert failures.in_image({"PYCI_IN_IMAGE": "1"}) and not failures.in_image({})
+
+
+# --- cut log prefixes ------------------------------------------------------------------------------
+
+
+def test_a_cut_prefix_is_the_one_resource_it_begins():
+    names = ["example-go-compile", "example-go", "api"]
+    assert logs.resolve_prefix("example-go-…", names) == "example-go-compile"
+    assert logs.resolve_prefix("api", names) == "api"
+    assert logs.resolve_prefix("exa…", names) is None  # two fit: say nothing rather than guess
+    assert logs.by_resource({"example-go-…": ["sh: go: not found"]}, names) == {
+        "example-go-compile": ["sh: go: not found"]}
+
+
+# --- merge and explain ------------------------------------------------------------------------------
+
+
+def test_explain_turns_a_failed_local_command_into_command_failed_with_its_output():
+    res = [ResourceResult("compile", "tilt", False, reason="BuildFailed",
+                          message='Command "go build ./" failed: exit status 127'),
+           ResourceResult("app", "tilt", False, reason="NotBuilt",
+                          message="update pending: waiting on compile", blocked_by=["compile"])]
+    output = {"compile": ["Initial Build", "Running cmd: go build ./", "sh: go: not found",
+                          'ERROR: Command "go build ./" failed: exit status 127']}
+    compile_, app = failures.explain(res, output, in_image=True)
+    assert (compile_.ok, compile_.reason) == (False, "CommandFailed")
+    message = compile_.message or ""
+    assert "`go build ./` exited 127" in message and failures.HOST_ACTION in message
+    assert compile_.logs.splitlines()[:2] == ["Running cmd: go build ./", "sh: go: not found"]
+    assert app == res[1]  # blocked, untouched
+
+
+def test_explain_names_the_tiltfile_at_its_line_relative_to_the_workspace(tmp_path):
+    error = (f"Traceback (most recent call last):\n  {tmp_path}/app/Tiltfile:4:1: in <toplevel>\n"
+             "Error in load: cannot load ext://restart_process: extension repo default: fetch failed")
+    res = [ResourceResult("(Tiltfile)", "tilt", False, reason="BuildFailed", message=error)]
+    [tf] = failures.explain(res, {}, in_image=False, roots=[tmp_path])
+    assert (tf.name, tf.reason) == ("Tiltfile", "TiltfileError")
+    assert tf.location == SourceLocation("app/Tiltfile", 4, 1)
+    assert tf.message == ("app/Tiltfile:4:1: Error in load: cannot load ext://restart_process: "
+                          "extension repo default: fetch failed")
+
+
+def test_a_session_error_of_the_tiltfile_is_not_a_second_tiltfile_result():
+    res = [ResourceResult("Tiltfile", "tilt", False, reason="TiltfileError", message="Error in load: x")]
+    merged = failures.merge_errors(res, {"(Tiltfile)": ("BuildFailed", "Error in load: x")}, {}, None)
+    assert [r.name for r in merged] == ["Tiltfile"]
+
+
+def test_a_blocked_resource_that_the_log_shows_failing_is_not_blocked_any_more():
+    res = [ResourceResult("b", "tilt", False, reason="NotBuilt", message="update pending: waiting on a",
+                          blocked_by=["a"])]
+    [out] = failures.merge_errors(res, {"b": ("BuildFailed", "exit status 1")}, {}, None)
+    assert (out.reason, out.blocked_by) == ("BuildFailed", [])
+
+
+# --- blocked by ------------------------------------------------------------------------------------
+
+
+def test_a_resource_waiting_on_another_is_blocked_by_it():
+    status = {"updateStatus": "pending", "runtimeStatus": "none",
+              "waiting": {"reason": "waiting-for-dep", "on": [{"kind": "UIResource", "name": "db"},
+                                                              {"kind": "UIResource", "name": "cache"}]}}
+    res = tilt.resource_result({"metadata": {"name": "api"}, "status": status}, None)
+    assert (res.ok, res.reason, res.blocked_by) == (False, "NotBuilt", ["db", "cache"])
+    assert res.message == "update pending: waiting on db, cache"
+
+
+def test_a_resource_held_for_its_own_enable_status_is_not_blocked_by_itself():
+    [res] = tilt.resources_from_snapshot(_fixture("tilt-snapshot-held.json"), exit_code=1)
+    assert res.blocked_by == []
