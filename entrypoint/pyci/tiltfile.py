@@ -144,6 +144,10 @@ def parse_error(stderr: str, reads_cluster: bool = False) -> TiltfileError | Non
                 message.append(line.strip())
         if not message:
             return None
+        # git's own reason an extension repository could not be fetched comes before the traceback.
+        fatal = [line.strip() for line in lines[: starts[-1]] if line.startswith("fatal: ")]
+        if fatal and "extension" in message[0]:
+            message.append(f"git: {fatal[-1]}")
         text = "; ".join(message)
         # A local() command may need the cluster, unless it is not installed: no cluster brings it.
         failed_local = message[0].startswith("Error in local") and not _NOT_INSTALLED.search(stderr)

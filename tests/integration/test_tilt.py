@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pyci import readiness, tilt
-from pyci.results import Cancelled
+from pyci import components, readiness, tilt
+from pyci.results import Cancelled, Status
 from pyci.settings import Settings
+from pyci.tilt import failures
 from tests.conftest import lab_tool
 from tests.integration.test_readiness import delete_namespace, new_namespace
 
@@ -214,3 +215,59 @@ def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
     message = seed.message or ""
     assert "held for the enable status of seed" in message and "tilt race" in message, message
     assert 8 <= took < 30, took
+
+
+@pytest.mark.parametrize("app", ["toolless"], indirect=True)
+def test_a_local_command_the_machine_lacks_is_the_cause_and_the_image_built_from_it_is_blocked(
+        app, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: tilt-dev/tilt-example-go through the image: its local_resource ran `go build`, the
+    shell said `sh: go: not found` (exit 127), and pyci said `example-go-compile (NotBuilt): update
+    pending`. Here the same shape with a tool no machine has: the compile is the cause, with its
+    command, exit code, output and the host-action hint; the deployment that waits on it is blocked."""
+    monkeypatch.setenv(failures.IN_IMAGE_ENV, "1")  # what the image's ENV sets: the hint is given
+    lines: list[str] = []
+    t0 = time.monotonic()
+    out = run(app, lines, timeout=60)
+    took = time.monotonic() - t0
+    assert out.exit_code == 1, lines[-20:]
+    by = {r.name: r for r in out.resources}
+    assert set(by) == {"example-go-compile", "example-go"}, out.resources
+    cause = by["example-go-compile"]
+    message = cause.message or ""
+    assert (cause.ok, cause.reason) == (False, "CommandFailed"), cause
+    assert message.startswith("command `nosuchtool build -o build/tilt-example-go ./` exited 127"), message
+    assert "`nosuchtool` is not in pyci's image" in message and failures.HOST_ACTION in message, message
+    assert "nosuchtool: not found" in cause.logs, cause.logs  # the shell's own words
+    assert cause.blocked_by == []
+    blocked = by["example-go"]
+    assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"])
+    assert "waiting on example-go-compile" in (blocked.message or ""), blocked
+    # Through the component model: one cause, and a bystander that is not finished, never blamed.
+    verdicts = {c.name: c.status for c in components.merge(out.resources)}
+    assert verdicts == {"example-go-compile": Status.FAILED, "example-go": Status.NOT_FINISHED}, verdicts
+    save_fixture(out.snapshot, "tilt-snapshot-toolless.json")
+    print(f"tilt ci over in {took:.1f} s: {cause.message}")
+
+
+TILTFILE_LOAD_ERROR = (
+    "allow_k8s_contexts('pyci-lab')\n"
+    "# the extension's repo cannot be fetched: the lab has no internet, and this URL no repository\n"
+    "v1alpha1.extension_repo(name='default', url='file:///nonexistent/pyci-tilt-verdicts/extensions')\n"
+    "load('ext://restart_process', 'docker_build_with_restart')\n"
+)
+
+
+def test_a_tiltfile_that_fails_to_load_under_tilt_ci_is_one_tiltfile_result_at_its_line(
+        tmp_path: Path) -> None:
+    (tmp_path / "Tiltfile").write_text(TILTFILE_LOAD_ERROR)
+    app = {"dir": tmp_path, "kubeconfig": tmp_path / "no-cluster-needed", "artifacts": tmp_path / "art"}
+    lines: list[str] = []
+    out = run(app, lines, timeout=60)
+    assert out.exit_code == 1, lines[-20:]
+    [tf] = out.resources
+    assert (tf.name, tf.ok, tf.reason) == ("Tiltfile", False, "TiltfileError"), tf
+    assert tf.location is not None and (tf.location.line, tf.location.col) == (4, 1), tf.location
+    assert Path(tf.location.path).name == "Tiltfile"
+    assert "restart_process" in (tf.message or ""), tf.message
+    save_fixture(out.snapshot, "tilt-snapshot-tiltfile-error.json")
+    print(tf.message)

@@ -62,6 +62,16 @@ def test_the_missing_tool_from_the_shells_words(line, tool):
     assert failures.missing_tool(["Running cmd: whatever", line], failure) == tool
 
 
+def test_a_command_tilt_could_not_start_names_its_program():
+    error = ('Command "nosuchtool build" failed: failed to start: exec: "nosuchtool": executable file '
+             "not found in $PATH")
+    failure = failures.parse_failure(error)
+    assert failure is not None and (failure.command, failure.exit_code) == ("nosuchtool build", None)
+    assert failures.missing_tool([], failure) == "nosuchtool"
+    assert failures.describe(failure, [], inside_image=False) == (
+        "command `nosuchtool build` could not start: `nosuchtool` not found on this machine")
+
+
 def test_the_missing_tool_on_exit_127_without_words_is_the_commands_first_word():
     assert failures.missing_tool([], failures.CommandFailure("go build ./", 127, False)) == "go"
     assert failures.missing_tool([], failures.CommandFailure("sh -c go build", 127, False)) == "go"

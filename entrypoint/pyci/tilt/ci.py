@@ -19,9 +19,8 @@ from typing import Any, TextIO
 from pyci.results import Cancelled, InputError, PyciError, ResourceResult
 from pyci.settings import Settings
 from pyci.tilt import failures
-from pyci.tilt.logs import LOG_TAIL_LINES, error_line, resource_logs, split_log_line
-from pyci.tilt.session import Poller, session_errors
-from pyci.tilt.snapshot import resources_from_snapshot
+from pyci.tilt.logs import LOG_TAIL_LINES, error_line, split_log_line
+from pyci.tilt.session import Poller
 
 Log = Callable[[str], None]
 
@@ -210,17 +209,6 @@ def _read_snapshot(path: Path, redact: Callable[[str], str], log: Log) -> dict[s
     return data if isinstance(data, dict) else None
 
 
-def _results(data: dict[str, Any] | None, exit_code: int, followed: _Followed, session: Mapping[str, Any],
-             error: str | None) -> list[ResourceResult]:
-    """The resources of the snapshot, with what the Session and the live log knew later."""
-    resources = resources_from_snapshot(data, exit_code) if data is not None else []
-    names = [r.name for r in resources] + list(session_errors(session))
-    logs = failures.resource_tails(followed.tails, resource_logs(data or {}), names)
-    resources = failures.merge_errors(resources, session_errors(session), logs, error)
-    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
-    return failures.explain(resources, logs, failures.in_image(os.environ), roots)
-
-
 def run_ci(
     settings: Settings,
     kubeconfig: Path,
@@ -266,7 +254,9 @@ def run_ci(
                 proc.stdout.close()
     error = STOPPED_ERROR if followed.stopped else error_line(followed.error_lines)
     data = _read_snapshot(snapshot_path, redact, log)
-    resources = _results(data, exit_code, followed, poller.last_session, error)
+    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+    resources = failures.results(data, exit_code, followed.tails, poller.last_session, error,
+                                 failures.in_image(os.environ), roots)
     if exit_code != 0 and resources and all(r.ok for r in resources) and error:
         log(f"tilt: exited {exit_code}: {error}")
     snapshot = snapshot_path if snapshot_path.is_file() else None

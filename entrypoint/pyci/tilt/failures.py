@@ -15,11 +15,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyci import tiltfile
 from pyci.results import ResourceResult
-from pyci.tilt.logs import LOG_TAIL_LINES, by_resource, log_error
-from pyci.tilt.snapshot import PENDING, TILTFILE_RESULT, tiltfile_result
+from pyci.tilt.logs import LOG_TAIL_LINES, by_resource, log_error, resource_logs
+from pyci.tilt.session import session_errors
+from pyci.tilt.snapshot import PENDING, TILTFILE_RESULT, resources_from_snapshot, tiltfile_result
 from pyci.tilt.uiresource import TILTFILE_RESOURCE
 
 IN_IMAGE_ENV = "PYCI_IN_IMAGE"  # set by the Dockerfile: pyci runs inside its own image
@@ -82,7 +84,7 @@ def missing_tool(lines: Iterable[str], failure: CommandFailure) -> str | None:
     """The program a failed command could not find: from the shell's `not found`, or, on exit 127
     with no such line, the command's first word."""
     found = None
-    for line in lines:
+    for line in [*lines, failure.detail]:  # tilt's own `failed to start: exec: "x": ... not found`
         for pattern in _NOT_FOUND:
             match = pattern.search(line.strip())
             if match:
@@ -98,9 +100,14 @@ def missing_tool(lines: Iterable[str], failure: CommandFailure) -> str | None:
 def describe(failure: CommandFailure, lines: Sequence[str], inside_image: bool) -> str:
     """`go build ./` exited 127: go: not found (…host action…)."""
     what = "image build step" if failure.image else "command"
-    ended = f"exited {failure.exit_code}" if failure.exit_code is not None else (failure.detail or "failed")
-    message = f"{what} `{failure.command}` {ended}"
     tool = missing_tool(lines, failure)
+    if failure.exit_code is not None:
+        ended = f"exited {failure.exit_code}"
+    elif tool and failure.detail.startswith("failed to start"):
+        ended = "could not start"  # the detail only says what the tool's name says
+    else:
+        ended = failure.detail or "failed"
+    message = f"{what} `{failure.command}` {ended}"
     if tool is None:
         own = [line.strip() for line in lines if line.strip() and not _is_tilt_chrome(line)]
         last = own[-1] if own else ""
@@ -162,6 +169,18 @@ def merge_errors(
         if res_name not in known:
             out.append(ResourceResult(name=res_name, source="tilt", ok=False, reason=reason, message=err))
     return out
+
+
+def results(snapshot: Mapping[str, Any] | None, exit_code: int, live_tails: Mapping[str, Sequence[str]],
+            session: Mapping[str, Any], error: str | None, in_image: bool,
+            roots: Sequence[Path] = ()) -> list[ResourceResult]:
+    """Every tilt resource's result: the snapshot's, with what the Session and the live log knew
+    later (the snapshot can lag the end of the run), each failure named with its evidence."""
+    resources = resources_from_snapshot(snapshot, exit_code) if snapshot is not None else []
+    errors = session_errors(session)
+    names = [r.name for r in resources] + list(errors)
+    logs = resource_tails(live_tails, resource_logs(snapshot or {}), names)
+    return explain(merge_errors(resources, errors, logs, error), logs, in_image, roots)
 
 
 def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str]], in_image: bool,
