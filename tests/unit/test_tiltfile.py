@@ -50,7 +50,7 @@ def test_an_extension_that_cannot_be_fetched_stops_the_run_with_gits_reason():
     error = tiltfile.parse_error((FIXTURES / "tiltfile-error-extension.txt").read_text())
     assert error is not None and not error.environmental
     assert error.location == SourceLocation("/tmp/tfe/Tiltfile", 1, 1)
-    assert error.message.startswith("Error: cannot load ext://restart_process: loading extension repo default")
+    assert error.message.startswith("Error: cannot load ext://restart_process: loading extension repo")
     assert error.message.endswith("git: fatal: unable to access 'https://github.com/tilt-dev/tilt-extensions/"
                                   "': Could not resolve host: github.com"), error.message
 
