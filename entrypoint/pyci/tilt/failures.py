@@ -115,8 +115,8 @@ def describe(failure: CommandFailure, lines: Sequence[str], inside_image: bool) 
     if not inside_image:
         return f"{message}: `{tool}` not found on this machine"
     return (f"{message}: `{tool}` is not in pyci's image. A Tiltfile that runs the runner's own toolchains "
-            f"needs the host action (`uses: {HOST_ACTION}`, README \"host mode\"), or a docker_build that "
-            f"runs `{tool}` inside the image it builds")
+            f"needs the host action (`uses: {HOST_ACTION}`, README \"host mode\"), or an image built FROM "
+            f"pyci's with `{tool}` added")
 
 
 def _is_tilt_chrome(line: str) -> bool:
@@ -126,9 +126,11 @@ def _is_tilt_chrome(line: str) -> bool:
 
 
 def _command_output(lines: Sequence[str]) -> list[str]:
-    """A resource's log from its last `Running cmd:` on (the output of the command that failed)."""
+    """A resource's log from its last `Running cmd:` on (the output of the command that failed),
+    without tilt's closing `Build Failed: ...` (the message says it)."""
     starts = [i for i, line in enumerate(lines) if line.strip().startswith("Running cmd: ")]
-    return list(lines[starts[-1]:]) if starts else list(lines)
+    output = list(lines[starts[-1]:]) if starts else list(lines)
+    return [line for line in output if not line.strip().startswith(("ERROR: Build Failed:", "Build Failed:"))]
 
 
 def resource_tails(live: Mapping[str, Sequence[str]], from_snapshot: Mapping[str, Sequence[str]],
