@@ -196,8 +196,8 @@ def test_a_resource_tilt_holds_for_its_enable_status_is_nudged_and_fails_for_its
     out, lines, took = run_held(tmp_path, timeout=60)
     assert out.exit_code == 1, lines[-20:]
     [seed] = out.resources
-    assert (seed.name, seed.ok, seed.reason) == ("seed", False, "BuildFailed"), seed
-    assert "exit status 3" in (seed.message or ""), seed
+    assert (seed.name, seed.ok, seed.reason) == ("seed", False, "CommandFailed"), seed
+    assert "exited 3: seed: fixtures/orders.csv missing" in (seed.message or ""), seed
     assert any("seed is held for its enable status" in line and "nudged it" in line for line in lines), lines
     assert took < 25, f"{took:.1f} s: the nudge should come {tilt.HELD_GRACE} s after the Tiltfile loaded"
     print(f"held resource nudged; tilt ci over in {took:.1f} s (timeout 60 s)")
