@@ -92,6 +92,14 @@ def _segments(snapshot: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, A
             yield resource, segment
 
 
+def _build_failed(segment: Mapping[str, Any]) -> str | None:
+    """tilt's `Build Failed: <error>` segment (level ERROR: the live log prints it as `ERROR: ...`)."""
+    text = str(segment.get("text") or "").strip()
+    if segment.get("level") == "ERROR" and text.startswith("Build Failed: "):
+        return text[len("Build Failed: ") :]
+    return None
+
+
 def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
     """resource name -> LogFacts, from the snapshot's `logList` (spans name the resource)."""
     facts: dict[str, LogFacts] = {}
@@ -101,7 +109,7 @@ def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
         if done:
             fact = facts.setdefault(resource, LogFacts())
             fact.build_seconds = round((fact.build_seconds or 0.0) + float(done.group(1)), 3)
-        error = log_error([text])
+        error = log_error([text]) or _build_failed(segment)
         if error:
             facts.setdefault(resource, LogFacts()).error = error
         if _READY_LINE.search(text):
@@ -112,6 +120,13 @@ def log_facts(snapshot: Mapping[str, Any]) -> dict[str, LogFacts]:
 def resource_logs(snapshot: Mapping[str, Any], limit: int = LOG_TAIL_LINES) -> dict[str, list[str]]:
     """resource name -> the last `limit` lines of its log in the snapshot (full names, unlike the stream)."""
     text: dict[str, list[str]] = {}
+    last: dict[str, tuple[Any, Any]] = {}
     for resource, segment in _segments(snapshot):
-        text.setdefault(resource, []).append(str(segment.get("text") or ""))
+        parts = text.setdefault(resource, [])
+        key = (segment.get("spanId"), segment.get("level"))
+        # A segment continues the line before it only from the same span at the same level.
+        if parts and not parts[-1].endswith("\n") and last.get(resource) != key:
+            parts.append("\n")
+        parts.append(str(segment.get("text") or ""))
+        last[resource] = key
     return {r: "".join(parts).splitlines()[-limit:] for r, parts in text.items()}
