@@ -38,6 +38,8 @@ def _fixture(name: str) -> dict:
      '/bin/sh -c echo "compiling..." && exit 3', 3, True),
     ('ImageBuild: process "/bin/sh -c make" did not complete successfully: exit code: 2', "/bin/sh -c make",
      2, True),
+    ('ImageBuild: executor failed running [/bin/sh -c echo "compiling..." && exit 3]: exit code: 3',
+     '/bin/sh -c echo "compiling..." && exit 3', 3, True),
 ])
 def test_parse_failure_names_the_command_and_its_exit_code(error, command, code, image):
     assert failures.parse_failure(error) == failures.CommandFailure(command, code, image)
@@ -95,6 +97,24 @@ def test_describe_a_plain_failure_ends_with_its_last_own_line():
     lines = ["Running cmd: make test", "FAIL: test_x", "make: *** [test] Error 2",
              'ERROR: Command "make test" failed: exit status 2']
     assert failures.describe(failure, lines, True) == "command `make test` exited 2: make: *** [test] Error 2"
+
+
+def test_a_real_image_build_failure_names_its_step_and_the_steps_own_output():
+    """tests/fixtures/tilt-snapshot-fail.json: a Dockerfile `RUN echo "compiling..." && exit 3`."""
+    by = {r.name: r for r in failures.results(_fixture("tilt-snapshot-fail.json"), 1, {}, {}, None, True)}
+    broken = by["broken"]
+    assert (broken.ok, broken.reason) == (False, "BuildFailed")
+    step = '/bin/sh -c echo "compiling..." && exit 3'
+    assert broken.message == f"image build step `{step}` exited 3: compiling..."
+    assert "→ compiling..." in broken.logs
+    assert failures.HOST_ACTION not in broken.message  # the image being built lacks it, not pyci's
+    assert (by["ok"].reason, by["ok"].blocked_by) == ("NotBuilt", [])  # still building: not blocked
+
+
+def test_a_tool_missing_in_an_image_build_step_is_the_built_images_not_pyci_s():
+    failure = failures.CommandFailure("/bin/sh -c go build", 127, True)
+    assert failures.describe(failure, ["  → /bin/sh: 1: go: not found"], inside_image=True) == (
+        "image build step `/bin/sh -c go build` exited 127: `go` not found in the image being built")
 
 
 def test_in_image_reads_the_dockerfiles_env():

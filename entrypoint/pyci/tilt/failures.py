@@ -32,8 +32,10 @@ NOT_FOUND_EXIT = 127  # what a shell exits with when it cannot find the command
 _COMMAND = re.compile(r'(?:Command|Custom build(?: command)?) (?P<cmd>"(?:[^"\\]|\\.)*") failed: '
                       r"(?:exit status (?P<code>\d+)|(?P<other>.+))")
 # An image build: BuildKit's `process "/bin/sh -c make" did not complete successfully: exit code: 2`,
+# older BuildKit's `executor failed running [/bin/sh -c make]: exit code: 2` (tilt 0.37 on Docker 20.10),
 # the legacy builder's `The command '/bin/sh -c make' returned a non-zero code: 2`.
 _IMAGE_STEP = re.compile(r"""(?:process (?P<q>"(?:[^"\\]|\\.)*") did not complete successfully: exit code: """
+                         r"""|executor failed running \[(?P<run>.*)\]: exit code: """
                          r"""|The command '(?P<cmd>[^']*)' returned a non-zero code: )(?P<code>\d+)""")
 # `sh: go: not found` (busybox), `/bin/sh: 1: go: not found` (dash), `bash: go: command not found`,
 # `bash: line 1: go: command not found`; Go's own `exec: "go": executable file not found in $PATH`.
@@ -75,7 +77,7 @@ def parse_failure(error: str) -> CommandFailure | None:
                               detail=(match["other"] or "").strip())
     match = _IMAGE_STEP.search(error)
     if match:
-        command = _unquote(match["q"]) if match["q"] else match["cmd"]
+        command = _unquote(match["q"]) if match["q"] else (match["run"] or match["cmd"])
         return CommandFailure(command, int(match["code"]), image=True)
     return None
 
@@ -109,9 +111,10 @@ def describe(failure: CommandFailure, lines: Sequence[str], inside_image: bool) 
         ended = failure.detail or "failed"
     message = f"{what} `{failure.command}` {ended}"
     if tool is None:
-        own = [line.strip() for line in lines if line.strip() and not _is_tilt_chrome(line)]
-        last = own[-1] if own else ""
+        last = _last_words(lines, failure.image)
         return f"{message}: {last}" if last else message
+    if failure.image:  # a step of the image being built: its base image lacks the tool, not pyci's
+        return f"{message}: `{tool}` not found in the image being built"
     if not inside_image:
         return f"{message}: `{tool}` not found on this machine"
     return (f"{message}: `{tool}` is not in pyci's image. A Tiltfile that runs the runner's own toolchains "
@@ -119,10 +122,19 @@ def describe(failure: CommandFailure, lines: Sequence[str], inside_image: bool) 
             f"pyci's with `{tool}` added")
 
 
+def _last_words(lines: Sequence[str], image: bool) -> str:
+    """The failed command's own last line: for an image build, its step's output (`→ compiling...`)."""
+    if image:
+        output = [line.split("→ ", 1)[1].strip() for line in lines if "→ " in line]
+        return next((line for line in reversed(output) if line), "")
+    own = [line.strip() for line in lines if line.strip() and not _is_tilt_chrome(line)]
+    return own[-1] if own else ""
+
+
 def _is_tilt_chrome(line: str) -> bool:
     """tilt's own lines in a resource's log (`ERROR: ...`, `Running cmd: ...`), not the command's."""
     text = line.strip()
-    return text.startswith(("ERROR: ", "Running cmd: ", "STEP ", "Build Failed:", "Error: "))
+    return text.startswith(("ERROR: ", "ERROR IN: ", "Running cmd: ", "STEP ", "Build Failed:", "Error: "))
 
 
 def _command_output(lines: Sequence[str]) -> list[str]:
