@@ -34,6 +34,7 @@ def _fixture(name: str) -> dict:
     ('Command "nosuchtool build -o build/app ./" failed: exit status 127', "nosuchtool build -o build/app ./",
      127, False),
     ('Command "bash -c \\"exit 3\\"" failed: exit status 3', 'bash -c "exit 3"', 3, False),
+    ('Custom build "./build.sh $EXPECTED_REF" failed: exit status 1', "./build.sh $EXPECTED_REF", 1, False),
     ("ImageBuild: The command '/bin/sh -c echo \"compiling...\" && exit 3' returned a non-zero code: 3",
      '/bin/sh -c echo "compiling..." && exit 3', 3, True),
     ('ImageBuild: process "/bin/sh -c make" did not complete successfully: exit code: 2', "/bin/sh -c make",
@@ -112,9 +113,9 @@ def test_a_real_image_build_failure_names_its_step_and_the_steps_own_output():
 
 
 def test_a_tool_missing_in_an_image_build_step_is_the_built_images_not_pyci_s():
-    failure = failures.CommandFailure("/bin/sh -c go build", 127, True)
+    failure = failures.CommandFailure("/bin/sh -c make app", 127, True)
     assert failures.describe(failure, ["  → /bin/sh: 1: go: not found"], inside_image=True) == (
-        "image build step `/bin/sh -c go build` exited 127: `go` not found in the image being built")
+        "image build step `/bin/sh -c make app` exited 127: `go` not found in the image being built")
 
 
 def test_in_image_reads_the_dockerfiles_env():

@@ -88,7 +88,7 @@ def missing_tool(lines: Iterable[str], failure: CommandFailure) -> str | None:
     found = None
     for line in [*lines, failure.detail]:  # tilt's own `failed to start: exec: "x": ... not found`
         for pattern in _NOT_FOUND:
-            match = pattern.search(line.strip())
+            match = pattern.search(line.split("→ ", 1)[-1].strip())  # an image step's output: `→ ...`
             if match:
                 found = match["tool"]
     if found or failure.exit_code != NOT_FOUND_EXIT:
