@@ -191,3 +191,40 @@ def test_a_resource_waiting_on_another_is_blocked_by_it():
 def test_a_resource_held_for_its_own_enable_status_is_not_blocked_by_itself():
     [res] = tilt.resources_from_snapshot(_fixture("tilt-snapshot-held.json"), exit_code=1)
     assert res.blocked_by == []
+
+
+# --- the case of issue 21: a lagging snapshot, and a live log that cuts the resource's name ----------
+
+# tilt v0.37.6's live log of a local_resource whose tool is missing (the lab's build, real output).
+LIVE = (FIXTURES / "tilt-log-toolless.txt").read_text()
+
+
+def _pending(name: str, on: list[str]) -> dict:
+    status: dict = {"updateStatus": "pending", "runtimeStatus": "none"}
+    if on:
+        status["waiting"] = {"reason": "waiting-for-dep", "on": [{"kind": "UIResource", "name": n} for n in on]}
+    return {"metadata": {"name": name}, "status": status}
+
+
+def test_a_failed_command_the_snapshot_still_shows_pending_is_found_in_the_live_log():
+    """Issue 21 saw `example-go-compile (NotBuilt): update pending` and `example-go (NotBuilt): update
+    pending: waiting on example-go-compile`: the snapshot lagged, and the live log's `example-go-c…`
+    prefix matched no resource. The compile is the cause; the image built from it is blocked."""
+    snapshot = {"view": {"uiResources": [_pending("example-go-compile", []),
+                                         _pending("example-go", ["example-go-compile"])]}}
+    tails: dict[str, list[str]] = {}
+    for line in LIVE.splitlines():
+        prefix, text = logs.split_log_line(line)
+        if prefix:
+            tails.setdefault(prefix, []).append(text)
+    error = logs.error_line(LIVE.splitlines())
+    by = {r.name: r for r in failures.results(snapshot, 1, tails, {}, error, in_image=True)}
+    cause = by["example-go-compile"]
+    assert (cause.ok, cause.reason) == (False, "CommandFailed")
+    assert (cause.message or "").startswith(
+        "command `nosuchtool build -o build/x ./` exited 127: `nosuchtool` is not in pyci's image")
+    assert cause.logs.splitlines() == ["Running cmd: nosuchtool build -o build/x ./",
+                                       "sh: 1: nosuchtool: not found"]
+    blocked = by["example-go"]
+    assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"])
+    assert blocked.message == "update pending: waiting on example-go-compile"
