@@ -202,7 +202,8 @@ LIVE = (FIXTURES / "tilt-log-toolless.txt").read_text()
 def _pending(name: str, on: list[str]) -> dict:
     status: dict = {"updateStatus": "pending", "runtimeStatus": "none"}
     if on:
-        status["waiting"] = {"reason": "waiting-for-dep", "on": [{"kind": "UIResource", "name": n} for n in on]}
+        refs = [{"kind": "UIResource", "name": n} for n in on]
+        status["waiting"] = {"reason": "waiting-for-dep", "on": refs}
     return {"metadata": {"name": name}, "status": status}
 
 
