@@ -229,3 +229,23 @@ def test_a_failed_command_the_snapshot_still_shows_pending_is_found_in_the_live_
     blocked = by["example-go"]
     assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"])
     assert blocked.message == "update pending: waiting on example-go-compile"
+
+
+def test_the_real_toolless_snapshot_names_the_compile_and_blocks_the_deployment():
+    """tilt ci of tests/integration/apps/toolless on the lab (tilt 0.37.6): the snapshot lags, its
+    compile still `pending` (held for its enable status) though its log holds the failure."""
+    snapshot = _fixture("tilt-snapshot-toolless.json")
+    by = {r.name: r for r in failures.results(snapshot, 1, {}, {}, None, True)}
+    cause, blocked = by["example-go-compile"], by["example-go"]
+    assert (cause.reason, cause.blocked_by) == ("CommandFailed", [])
+    assert (cause.message or "").startswith("command `nosuchtool build -o build/tilt-example-go ./` exited 127")
+    assert cause.logs.splitlines()[-1] == "sh: 1: nosuchtool: not found"
+    assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"])
+    assert blocked.message == "update pending: waiting on example-go-compile"  # no "tilt race": it ran
+
+
+def test_the_real_tiltfile_load_error_snapshot_is_one_tiltfile_result():
+    [tf] = failures.results(_fixture("tilt-snapshot-tiltfile-error.json"), 1, {}, {}, None, False)
+    assert (tf.name, tf.reason) == ("Tiltfile", "TiltfileError")
+    assert isinstance(tf.location, SourceLocation) and (tf.location.line, tf.location.col) == (4, 1)
+    assert "cannot load ext://restart_process" in (tf.message or "")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pyci import tiltfile
 from pyci.results import ResourceResult
-from pyci.tilt.logs import LogFacts, log_facts
+from pyci.tilt.logs import LogFacts, log_facts, resource_logs
 from pyci.tilt.uiresource import (
     TILTFILE_RESOURCE,
     blocked_on,
@@ -101,7 +101,9 @@ def resources_from_snapshot(
     """
     started = _session_start(snapshot) or parse_time(view(snapshot).get("tiltStartTime"))
     facts = log_facts(snapshot)
-    held = set(held_on_enable(snapshot, float("inf")))
+    # A resource with a log of its own has run: its uiResource only lags (seen: a failed compile
+    # still "held for its enable status" in the snapshot), tilt's race did not hold it.
+    held = set(held_on_enable(snapshot, float("inf"))) - set(resource_logs(snapshot))
     results = []
     for resource in uiresources(snapshot):
         status = resource.get("status") or {}
