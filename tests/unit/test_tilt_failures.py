@@ -238,7 +238,8 @@ def test_the_real_toolless_snapshot_names_the_compile_and_blocks_the_deployment(
     by = {r.name: r for r in failures.results(snapshot, 1, {}, {}, None, True)}
     cause, blocked = by["example-go-compile"], by["example-go"]
     assert (cause.reason, cause.blocked_by) == ("CommandFailed", [])
-    assert (cause.message or "").startswith("command `nosuchtool build -o build/tilt-example-go ./` exited 127")
+    assert (cause.message or "").startswith("command `nosuchtool build -o build/tilt-example-go ./` "
+                                            "exited 127")
     assert cause.logs.splitlines()[-1] == "sh: 1: nosuchtool: not found"
     assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"])
     assert blocked.message == "update pending: waiting on example-go-compile"  # no "tilt race": it ran
