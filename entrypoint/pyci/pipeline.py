@@ -348,13 +348,14 @@ def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[S
 
 
 def _tilt(state: Run, kubeconfig: Path, sentinel: Sentinel | None) -> Any:
-    from pyci import tilt
+    from pyci import tilt, tiltfile
 
     s = state.settings
     with state.stage("tilt ci"):  # the sentinel stops tilt as soon as a workload failed for good
         outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
                               cancel=state.cancel, stop=sentinel.failed if sentinel else None,
-                              redact=state.platform.redact)
+                              redact=state.platform.redact,
+                              resource_deps=tiltfile.resource_deps(state.evaluation))
     if outcome.exit_code == 0:
         # `tilt ci` exits 0 only when every resource is healthy; the snapshot it writes on exit can
         # lag behind (a resource still "pending" in it), so its word wins.

@@ -68,6 +68,7 @@ class Component:
     images: tuple[str, ...] = ()
     objects: tuple[str, ...] = ()  # kind/name of what it deploys
     local: bool = False  # a local_resource: runs on the machine, deploys nothing
+    deps: tuple[str, ...] = ()  # its resource_deps: the resources it waits on
 
 
 @dataclass(frozen=True)
@@ -178,11 +179,17 @@ def parse_result(result: Mapping[str, Any], seconds: float = 0.0) -> Evaluation:
             images=tuple(refs),
             objects=objects,
             local=bool(deploy) and "yaml" not in deploy and "imageMaps" not in deploy,
+            deps=tuple(str(d) for d in manifest.get("ResourceDependencies") or ()),
         ))
     built = {ref for ref in images} | {_repo(ref) for ref in images}
     third_party = tuple(sorted(ref for ref in named if ref not in built and _repo(ref) not in built))
     return Evaluation(seconds, components=tuple(components), images=tuple(images.values()),
                       third_party_images=third_party, raw=result)
+
+
+def resource_deps(evaluation: Evaluation | None) -> dict[str, tuple[str, ...]]:
+    """Each component -> the resources it waits on (`resource_deps`); {} when not read ahead."""
+    return {c.name: c.deps for c in (evaluation.components if evaluation else ()) if c.deps}
 
 
 def _image_target(target: Mapping[str, Any]) -> ImageTarget:

@@ -245,6 +245,28 @@ def test_the_real_toolless_snapshot_names_the_compile_and_blocks_the_deployment(
     assert blocked.message == "update pending: waiting on example-go-compile"  # no "tilt race": it ran
 
 
+def test_a_stale_hold_in_the_snapshot_gives_way_to_the_resource_deps():
+    """Seen 1 run in 3 of the same app: the deployment still "held for the enable status of" the
+    compile (tilt's start-up hold, not a dependency) after the compile had failed."""
+    snapshot = _fixture("tilt-snapshot-toolless.json")
+    for r in snapshot["view"]["uiResources"]:
+        if r["metadata"]["name"] == "example-go":
+            r["status"]["waiting"]["reason"] = "tiltfile-reload"
+    alone = {r.name: r for r in failures.results(snapshot, 1, {}, {}, None, True)}
+    assert alone["example-go"].blocked_by == []  # a hold names no dependency
+    deps = {"example-go": ["example-go-compile"]}
+    by = {r.name: r for r in failures.results(snapshot, 1, {}, {}, None, True, deps=deps)}
+    assert (by["example-go"].blocked_by, by["example-go"].message) == (
+        ["example-go-compile"], "update pending: waiting on example-go-compile")
+
+
+def test_blocked_only_by_what_is_not_healthy():
+    res = [ResourceResult("db", "tilt", True), ResourceResult("cache", "tilt", False, reason="CommandFailed"),
+           ResourceResult("api", "tilt", False, reason="NotBuilt", message="update pending")]
+    api = failures.blocked(res, {"api": ["db", "cache"]})[2]
+    assert (api.blocked_by, api.message) == (["cache"], "update pending: waiting on cache")
+
+
 def test_the_real_tiltfile_load_error_snapshot_is_one_tiltfile_result():
     [tf] = failures.results(_fixture("tilt-snapshot-tiltfile-error.json"), 1, {}, {}, None, False)
     assert (tf.name, tf.reason) == ("Tiltfile", "TiltfileError")

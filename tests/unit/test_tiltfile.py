@@ -17,6 +17,8 @@ def test_components_and_images_of_the_hello_example():
     assert list(by) == ["api", "web", "migrate"]
     assert by["api"].objects == ("service/api", "deployment/api") and by["api"].images == ("hello-api",)
     assert by["migrate"].objects == ("job/migrate",) and by["migrate"].images == ("hello-api",)
+    assert tiltfile.resource_deps(found) == {"web": ("api",), "migrate": ("api",)}  # resource_deps=['api']
+    assert tiltfile.resource_deps(None) == {}
     assert [i.ref for i in found.images] == ["hello-api", "hello-web"]  # one target, used twice
     api = found.images[0]
     assert (api.context, api.build_args, api.custom) == (

@@ -218,11 +218,14 @@ def run_ci(
     tilt_bin: str = "tilt",
     stop: threading.Event | None = None,
     redact: Callable[[str], str] = str,
+    resource_deps: Mapping[str, Sequence[str]] | None = None,
 ) -> TiltOutcome:
     """Run `tilt ci` to completion; stream its log; report what it waits on every progress_interval.
 
     `redact` masks secrets in the log file and the snapshot it leaves in `artifacts_dir`; it is
     applied after `log` saw the line, which may have declared a new one (`::add-mask::`).
+    `resource_deps` (the preflight's, `tiltfile.resource_deps`) name what an unbuilt resource waits
+    on when tilt's snapshot lags.
     """
     tiltfile = settings.tiltfile_path.resolve()
     if not tiltfile.is_file():
@@ -256,7 +259,7 @@ def run_ci(
     data = _read_snapshot(snapshot_path, redact, log)
     roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
     resources = failures.results(data, exit_code, followed.tails, poller.last_session, error,
-                                 failures.in_image(os.environ), roots)
+                                 failures.in_image(os.environ), roots, resource_deps)
     if exit_code != 0 and resources and all(r.ok for r in resources) and error:
         log(f"tilt: exited {exit_code}: {error}")
     snapshot = snapshot_path if snapshot_path.is_file() else None

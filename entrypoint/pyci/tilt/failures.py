@@ -186,15 +186,39 @@ def merge_errors(
 
 
 def results(snapshot: Mapping[str, Any] | None, exit_code: int, live_tails: Mapping[str, Sequence[str]],
-            session: Mapping[str, Any], error: str | None, in_image: bool,
-            roots: Sequence[Path] = ()) -> list[ResourceResult]:
+            session: Mapping[str, Any], error: str | None, in_image: bool, roots: Sequence[Path] = (),
+            deps: Mapping[str, Sequence[str]] | None = None) -> list[ResourceResult]:
     """Every tilt resource's result: the snapshot's, with what the Session and the live log knew
-    later (the snapshot can lag the end of the run), each failure named with its evidence."""
+    later (the snapshot can lag the end of the run), each failure named with its evidence, and
+    what each unbuilt one waits on (tilt's `waiting.on`, else its `resource_deps` in `deps`)."""
     resources = resources_from_snapshot(snapshot, exit_code) if snapshot is not None else []
     errors = session_errors(session)
     names = [r.name for r in resources] + list(errors)
     logs = resource_tails(live_tails, resource_logs(snapshot or {}), names)
-    return explain(merge_errors(resources, errors, logs, error), logs, in_image, roots)
+    return blocked(explain(merge_errors(resources, errors, logs, error), logs, in_image, roots), deps or {})
+
+
+def blocked(resources: Sequence[ResourceResult], deps: Mapping[str, Sequence[str]]) -> list[ResourceResult]:
+    """An unbuilt resource is blocked by what it waits on that is not healthy.
+
+    tilt's snapshot can lag: seen, a deployment still "held for the enable status of" the compile
+    it depends on after that compile had failed. Its `resource_deps` say what it waits on then.
+    """
+    unhealthy = {r.name for r in resources if not r.ok}
+    known = {r.name for r in resources}
+    out = []
+    for r in resources:
+        if r.ok or r.reason != "NotBuilt":
+            out.append(r)
+            continue
+        waits = [*r.blocked_by, *(d for d in deps.get(r.name, ()) if d not in r.blocked_by)]
+        on = [d for d in waits if d in unhealthy or d not in known]
+        message = r.message
+        stale = "enable status" in (message or "") and "tilt race" not in (message or "")
+        if on and (stale or "waiting on" not in (message or "")):
+            message = f"update pending: waiting on {', '.join(on)}"
+        out.append(dataclasses.replace(r, blocked_by=on, message=message))
+    return out
 
 
 def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str]], in_image: bool,
