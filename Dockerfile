@@ -166,10 +166,12 @@ COPY --from=rootfs /rootfs/ /
 COPY --from=rootfs /rootfs-tools/ /
 COPY --from=rootfs /rootfs-python/ /
 # Unbuffered: the log must stream into the CI console as tilt and the readiness watch progress.
+# PYCI_IN_IMAGE: pyci runs inside its image, so a command the image lacks points to the host action.
 ENV PATH=/usr/local/bin:/usr/bin \
     HOME=/root \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYCI_IN_IMAGE=1
 # The runtime runs as root: it must use the Docker socket that GitHub and `docker run -v` mount, whose
 # group differs on every host. docker run users mount their project here; GitHub sets its own workdir.
 WORKDIR /workspace

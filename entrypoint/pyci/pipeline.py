@@ -301,25 +301,26 @@ def _preflight(state: Run) -> None:
     from pyci import tiltfile
 
     s = state.settings
-    with state.stage("preflight"):
+    with state.stage("preflight"):  # an error found here fails this stage: it is raised inside it
         found = tiltfile.evaluate(s.tiltfile_path.resolve(), s.tilt_args)
+        state.evaluation = found
+        error = found.error
         if found.unavailable:
             state.platform.info(f"preflight: Tiltfile not read ahead ({found.unavailable}); tilt ci decides")
-        elif found.error and found.error.environmental:
-            state.platform.info(f"preflight: {found.error.message} (may need the cluster; tilt ci decides)")
-        elif found.error is None:
+        elif error and error.environmental:
+            state.platform.info(f"preflight: {error.message} (may need the cluster; tilt ci decides)")
+        elif error is None:
             state.platform.info(f"preflight: {len(found.components)} components, {len(found.images)} images "
                                 f"in {found.seconds:.2f}s")
-    state.evaluation = found
-    error = found.error
-    if error is None or error.environmental:
-        return
-    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
-    where = tiltfile.relative_location(error.location, roots) if error.location else None
-    state.resources = [ResourceResult(name="(Tiltfile)", source="tilt", ok=False, reason="TiltfileError",
-                                      message=f"{where}: {error.message}" if where else error.message)]
-    state.platform.error("Tiltfile error", error.message, where)
-    raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
+        if error is None or error.environmental:
+            return
+        roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+        where = tiltfile.relative_location(error.location, roots) if error.location else None
+        state.resources = [ResourceResult(name="Tiltfile", source="tilt", ok=False, reason="TiltfileError",
+                                          message=f"{where}: {error.message}" if where else error.message,
+                                          location=where)]
+        state.platform.error("Tiltfile error", error.message, where)
+        raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
 
 
 def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[Sentinel | None]:
@@ -333,13 +334,14 @@ def _workload_watch(state: Run, api: Any) -> contextlib.AbstractContextManager[S
 
 
 def _tilt(state: Run, kubeconfig: Path, sentinel: Sentinel | None) -> Any:
-    from pyci import tilt
+    from pyci import tilt, tiltfile
 
     s = state.settings
     with state.stage("tilt ci") as stage:  # the sentinel stops tilt as soon as a workload failed for good
         outcome = tilt.run_ci(s, kubeconfig, s.artifacts_dir, log=state.platform.untrusted,
                               cancel=state.cancel, stop=sentinel.failed if sentinel else None,
-                              redact=state.platform.redact)
+                              redact=state.platform.redact,
+                              resource_deps=tiltfile.resource_deps(state.evaluation))
         if outcome.exit_code != 0 and sentinel is not None and sentinel.failed.is_set() \
                 and sentinel.lost is None:
             # pyci ended it on purpose: the cause is a workload's, shown where the watch found it.

@@ -4,9 +4,12 @@ What it gives: the components (tilt resources) with their image targets and the 
 they deploy, or the Tiltfile error with its source location. The preflight stage ends a run with a
 Tiltfile error before anything is created; `--dry-run` prints what it found.
 
-A Tiltfile's `local()` commands run during the evaluation. One that needs the cluster (a
-`kubectl` call, say) fails here although the Tiltfile is fine, so an error raised inside `local()`
-is not held against the run: `tilt ci` decides, as before.
+Every load error stops the run here unless a cluster might fix it. A Tiltfile's `local()` commands
+run during the evaluation: one that needs the cluster (a `kubectl` call, say) fails here although
+the Tiltfile is fine, and a Tiltfile that calls `k8s_context()` or `k8s_namespace()` may take
+another branch on the cluster; such errors are not held against the run (`tilt ci` decides). A
+syntax error, a missing file, an extension that cannot be fetched or a `local()` command that is
+not installed (exit 127) fail the same with any cluster: preflight stops on them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import yaml
 EVALUATION_TIMEOUT = 60.0  # seconds: a Tiltfile whose local() calls run longer is simply not read ahead
 
 # `path:line:col: message` (a syntax error) or a traceback frame `  path:line:col: in <func>`.
+_CLUSTER_CALLS = re.compile(r"\bk8s_(?:context|namespace)\s*\(")
+_NOT_INSTALLED = re.compile(r"exit status 127\b|: (?:command )?not found\b")
 _LOCATION = re.compile(r"^\s*(?P<path>[^\s:][^:]*):(?P<line>\d+):(?P<col>\d+): (?P<rest>.*)$")
 
 
@@ -43,7 +48,8 @@ class SourceLocation:
 class TiltfileError:
     message: str
     location: SourceLocation | None = None
-    environmental: bool = False  # raised by a local() command or a download: may need the cluster or network
+    # May be the cluster's doing (a local() command, a k8s_context() branch): tilt ci decides.
+    environmental: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Component:
     images: tuple[str, ...] = ()
     objects: tuple[str, ...] = ()  # kind/name of what it deploys
     local: bool = False  # a local_resource: runs on the machine, deploys nothing
+    deps: tuple[str, ...] = ()  # its resource_deps: the resources it waits on
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def evaluate(
         return Evaluation(time.monotonic() - t0, unavailable=f"evaluation took over {timeout:.0f}s")
     seconds = time.monotonic() - t0
     if done.returncode != 0:
-        error = parse_error(done.stderr)
+        error = parse_error(done.stderr, reads_cluster=_reads_cluster(tiltfile))
         if error is None:
             return Evaluation(seconds, unavailable=f"tilt exited {done.returncode}: {_tail(done.stderr)}")
         return Evaluation(seconds, error=error)
@@ -109,12 +116,21 @@ def evaluate(
     return parse_result(result, seconds)
 
 
-def parse_error(stderr: str) -> TiltfileError | None:
+def _reads_cluster(tiltfile: Path) -> bool:
+    """Whether the Tiltfile asks which cluster it runs on (and so may load differently on one)."""
+    try:
+        return bool(_CLUSTER_CALLS.search(tiltfile.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
+
+
+def parse_error(stderr: str, reads_cluster: bool = False) -> TiltfileError | None:
     """The error tilt printed: the innermost source location and the message.
 
     A syntax error is one line, `path:line:col: message`. An evaluation error is a traceback: frames
     `  path:line:col: in <func>` (innermost last), then `Error in <builtin>: message` and its detail.
-    Anything before the traceback is the output of local() commands.
+    Anything before the traceback is the output of local() commands. `reads_cluster`: the Tiltfile
+    calls k8s_context() or k8s_namespace(), so an evaluation error of it may be the cluster's doing.
     """
     lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
@@ -129,9 +145,14 @@ def parse_error(stderr: str) -> TiltfileError | None:
                 message.append(line.strip())
         if not message:
             return None
+        # git's own reason an extension repository could not be fetched comes before the traceback.
+        fatal = [line.strip() for line in lines[: starts[-1]] if line.startswith("fatal: ")]
+        if fatal and "extension" in message[0]:
+            message.append(f"git: {fatal[-1]}")
         text = "; ".join(message)
-        environmental = message[0].startswith("Error in local") or "download error" in text
-        return TiltfileError(message=text, location=location, environmental=environmental)
+        # A local() command may need the cluster, unless it is not installed: no cluster brings it.
+        failed_local = message[0].startswith("Error in local") and not _NOT_INSTALLED.search(stderr)
+        return TiltfileError(message=text, location=location, environmental=failed_local or reads_cluster)
     for line in lines:
         m = _LOCATION.match(line)
         if m and not m["rest"].startswith("in "):
@@ -158,11 +179,17 @@ def parse_result(result: Mapping[str, Any], seconds: float = 0.0) -> Evaluation:
             images=tuple(refs),
             objects=objects,
             local=bool(deploy) and "yaml" not in deploy and "imageMaps" not in deploy,
+            deps=tuple(str(d) for d in manifest.get("ResourceDependencies") or ()),
         ))
     built = {ref for ref in images} | {_repo(ref) for ref in images}
     third_party = tuple(sorted(ref for ref in named if ref not in built and _repo(ref) not in built))
     return Evaluation(seconds, components=tuple(components), images=tuple(images.values()),
                       third_party_images=third_party, raw=result)
+
+
+def resource_deps(evaluation: Evaluation | None) -> dict[str, tuple[str, ...]]:
+    """Each component -> the resources it waits on (`resource_deps`); {} when not read ahead."""
+    return {c.name: c.deps for c in (evaluation.components if evaluation else ()) if c.deps}
 
 
 def _image_target(target: Mapping[str, Any]) -> ImageTarget:

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pyci import readiness, tilt
-from pyci.results import Cancelled
+from pyci import components, readiness, tilt, tiltfile
+from pyci.results import Cancelled, Status
 from pyci.settings import Settings
+from pyci.tilt import failures
 from tests.conftest import lab_tool
 from tests.integration.test_readiness import delete_namespace, new_namespace
 
@@ -53,9 +54,10 @@ def app(api, registry_hosting, lab_registry, control_plane, tmp_path, request) -
 
 
 def run(app: dict, lines: list[str], timeout: float = 120, progress: float = 1.0, cancel=None,
-        tilt_bin: str = "tilt"):
+        tilt_bin: str = "tilt", resource_deps: dict | None = None):
     settings = Settings(tiltfile=app["dir"] / "Tiltfile", timeout=timeout, progress_interval=progress)
-    return tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append, cancel, tilt_bin=tilt_bin)
+    return tilt.run_ci(settings, app["kubeconfig"], app["artifacts"], lines.append, cancel, tilt_bin=tilt_bin,
+                       resource_deps=resource_deps)
 
 
 def tilt_processes(marker: str) -> list[int]:
@@ -69,6 +71,13 @@ def tilt_processes(marker: str) -> list[int]:
         if argv and os.path.basename(argv[0].decode()) == "tilt" and marker.encode() in b" ".join(argv):
             found.append(int(pid))
     return found
+
+
+def uiresource_status(snapshot: Path | None, name: str) -> dict:
+    """One uiResource's status in the snapshot tilt left (for an assertion's message)."""
+    data = json.loads(snapshot.read_text()) if snapshot is not None else {}
+    found = [r for r in data.get("view", {}).get("uiResources", []) if r["metadata"]["name"] == name]
+    return found[0].get("status", {}) if found else {}
 
 
 def save_fixture(snapshot: Path | None, name: str) -> None:
@@ -204,8 +213,8 @@ def test_a_resource_tilt_holds_for_its_enable_status_is_nudged_and_fails_for_its
     out, lines, took = run_held(tmp_path, timeout=60)
     assert out.exit_code == 1, lines[-20:]
     [seed] = out.resources
-    assert (seed.name, seed.ok, seed.reason) == ("seed", False, "BuildFailed"), seed
-    assert "exit status 3" in (seed.message or ""), seed
+    assert (seed.name, seed.ok, seed.reason) == ("seed", False, "CommandFailed"), seed
+    assert "exited 3: seed: fixtures/orders.csv missing" in (seed.message or ""), seed
     assert any("seed is held for its enable status" in line and "nudged it" in line for line in lines), lines
     assert took < 25, f"{took:.1f} s: the nudge should come {tilt.HELD_GRACE} s after the Tiltfile loaded"
     print(f"held resource nudged; tilt ci over in {took:.1f} s (timeout 60 s)")
@@ -215,7 +224,7 @@ def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: the race is real in the tilt-race build, and the report names it when it wins."""
     monkeypatch.setenv("PYCI_LAB_TILT_UIRESOURCE_RACE", "1")
-    monkeypatch.setattr(tilt, "NUDGES", 0)
+    monkeypatch.setattr(tilt.session, "NUDGES", 0)  # read where the poller lives
     out, lines, took = run_held(tmp_path, timeout=8)
     assert out.exit_code == 1 and out.error and "tiltfile-reload" in out.error, (out.error, lines[-10:])
     [seed] = out.resources
@@ -223,3 +232,64 @@ def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
     message = seed.message or ""
     assert "held for the enable status of seed" in message and "tilt race" in message, message
     assert 8 <= took < 30, took
+
+
+@pytest.mark.parametrize("app", ["toolless"], indirect=True)
+def test_a_local_command_the_machine_lacks_is_the_cause_and_the_image_built_from_it_is_blocked(
+        app, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: tilt-dev/tilt-example-go through the image: its local_resource ran `go build`, the
+    shell said `sh: go: not found` (exit 127), and pyci said `example-go-compile (NotBuilt): update
+    pending`. Here the same shape with a tool no machine has: the compile is the cause, with its
+    command, exit code, output and the host-action hint; the deployment that waits on it is blocked."""
+    monkeypatch.setenv(failures.IN_IMAGE_ENV, "1")  # what the image's ENV sets: the hint is given
+    lines: list[str] = []
+    # As the pipeline does: the preflight's resource_deps, for when tilt's snapshot lags (seen here
+    # 1 run in 3: the deployment still "held for the enable status of" the failed compile).
+    deps = tiltfile.resource_deps(tiltfile.evaluate(app["dir"] / "Tiltfile"))
+    assert deps == {"example-go": ("example-go-compile",)}, deps
+    t0 = time.monotonic()
+    out = run(app, lines, timeout=60, resource_deps=deps)
+    took = time.monotonic() - t0
+    assert out.exit_code == 1, lines[-20:]
+    by = {r.name: r for r in out.resources}
+    assert set(by) == {"example-go-compile", "example-go"}, out.resources
+    cause = by["example-go-compile"]
+    message = cause.message or ""
+    assert (cause.ok, cause.reason) == (False, "CommandFailed"), cause
+    assert message.startswith("command `nosuchtool build -o build/tilt-example-go ./` exited 127"), message
+    assert "`nosuchtool` is not in pyci's image" in message and failures.HOST_ACTION in message, message
+    assert "nosuchtool: not found" in cause.logs, cause.logs  # the shell's own words
+    assert cause.blocked_by == []
+    blocked = by["example-go"]
+    assert (blocked.ok, blocked.reason, blocked.blocked_by) == (False, "NotBuilt", ["example-go-compile"]), (
+        blocked, uiresource_status(out.snapshot, "example-go"), lines[-20:])
+    assert blocked.message == "update pending: waiting on example-go-compile", blocked
+    # Through the component model: one cause, and a bystander that is not finished, never blamed.
+    verdicts = {c.name: c.status for c in components.merge(out.resources)}
+    assert verdicts == {"example-go-compile": Status.FAILED, "example-go": Status.NOT_FINISHED}, verdicts
+    save_fixture(out.snapshot, "tilt-snapshot-toolless.json")
+    print(f"tilt ci over in {took:.1f} s: {cause.message}")
+
+
+TILTFILE_LOAD_ERROR = (
+    "allow_k8s_contexts('pyci-lab')\n"
+    "# the extension's repo cannot be fetched: the lab has no internet, and this URL no repository\n"
+    "v1alpha1.extension_repo(name='default', url='file:///nonexistent/pyci-tilt-verdicts/extensions')\n"
+    "load('ext://restart_process', 'docker_build_with_restart')\n"
+)
+
+
+def test_a_tiltfile_that_fails_to_load_under_tilt_ci_is_one_tiltfile_result_at_its_line(
+        tmp_path: Path) -> None:
+    (tmp_path / "Tiltfile").write_text(TILTFILE_LOAD_ERROR)
+    app = {"dir": tmp_path, "kubeconfig": tmp_path / "no-cluster-needed", "artifacts": tmp_path / "art"}
+    lines: list[str] = []
+    out = run(app, lines, timeout=60)
+    assert out.exit_code == 1, lines[-20:]
+    [tf] = out.resources
+    assert (tf.name, tf.ok, tf.reason) == ("Tiltfile", False, "TiltfileError"), tf
+    assert tf.location is not None and (tf.location.line, tf.location.col) == (4, 1), tf.location
+    assert Path(tf.location.path).name == "Tiltfile"
+    assert "restart_process" in (tf.message or ""), tf.message
+    save_fixture(out.snapshot, "tilt-snapshot-tiltfile-error.json")
+    print(tf.message)

@@ -77,7 +77,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "bystander-blamed", "a resource tilt had not built yet is blamed like the one that failed",
         ("tests/unit/test_tilt.py::test_real_failing_snapshot_names_the_broken_resource",),
-        "entrypoint/pyci/tilt.py",
+        "entrypoint/pyci/tilt/snapshot.py",
         'reason, message = "NotBuilt", f"update',
         'reason, message = "BuildFailed", f"update'),
     Mutant(

@@ -16,6 +16,7 @@ import pytest
 from pyci import tilt
 from pyci.results import Cancelled, InputError, ResourceResult
 from pyci.settings import Settings
+from pyci.tiltfile import SourceLocation
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -141,12 +142,18 @@ def test_local_resource_not_applicable_runtime_is_ok():
     assert res.ok
 
 
-def test_tiltfile_left_out_when_ok_kept_first_when_failed():
+def test_tiltfile_left_out_when_ok_kept_first_as_tiltfile_when_failed():
     ok = snap(ui("(Tiltfile)", runtime="not_applicable"), ui("b"), ui("a"))
     assert [r.name for r in tilt.resources_from_snapshot(ok)] == ["a", "b"]
-    bad_tf = ui("(Tiltfile)", update="error", runtime="not_applicable", history=[{"error": "syntax"}])
+    error = ("Traceback (most recent call last):\n  /w/Tiltfile:4:1: in <toplevel>\n"
+             "Error in load: no such repo")
+    bad_tf = ui("(Tiltfile)", update="error", runtime="not_applicable", history=[{"error": error}])
     bad = snap(ui("b"), bad_tf)
-    assert [r.name for r in tilt.resources_from_snapshot(bad)] == ["(Tiltfile)", "b"]
+    tf, b = tilt.resources_from_snapshot(bad)
+    # Reported as `Tiltfile` (was `(Tiltfile)`, tilt's internal name) at its traceback's line.
+    assert (tf.name, tf.reason, b.name) == ("Tiltfile", "TiltfileError", "b")
+    assert tf.message == "Error in load: no such repo"
+    assert tf.location == SourceLocation("/w/Tiltfile", 4, 1)
 
 
 def test_disabled_resources_are_left_out():
@@ -495,7 +502,7 @@ def test_poller_nudges_a_held_resource_at_most_nudges_times(monkeypatch):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(tilt.subprocess, "run", fake_run)
+    monkeypatch.setattr(tilt.session.subprocess, "run", fake_run)
     poller = tilt._Poller("tilt", 10350, {}, 1.0)
     for _ in range(tilt.NUDGES + 2):
         poller._unhold(_held_snapshot())

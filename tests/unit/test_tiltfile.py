@@ -17,6 +17,8 @@ def test_components_and_images_of_the_hello_example():
     assert list(by) == ["api", "web", "migrate"]
     assert by["api"].objects == ("service/api", "deployment/api") and by["api"].images == ("hello-api",)
     assert by["migrate"].objects == ("job/migrate",) and by["migrate"].images == ("hello-api",)
+    assert tiltfile.resource_deps(found) == {"web": ("api",), "migrate": ("api",)}  # resource_deps=['api']
+    assert tiltfile.resource_deps(None) == {}
     assert [i.ref for i in found.images] == ["hello-api", "hello-web"]  # one target, used twice
     api = found.images[0]
     assert (api.context, api.build_args, api.custom) == (
@@ -43,6 +45,44 @@ def test_a_failing_local_command_is_not_held_against_the_tiltfile():
     error = tiltfile.parse_error((FIXTURES / "tiltfile-error-local.txt").read_text())
     assert error is not None and error.environmental
     assert error.message.startswith('Error in local: command "exit 3" failed.')
+
+
+def test_an_extension_that_cannot_be_fetched_stops_the_run_with_gits_reason():
+    """Seen offline (tilt 0.37.6): was "may need the cluster; tilt ci decides": a cluster for nothing."""
+    error = tiltfile.parse_error((FIXTURES / "tiltfile-error-extension.txt").read_text())
+    assert error is not None and not error.environmental
+    assert error.location == SourceLocation("/tmp/tfe/Tiltfile", 1, 1)
+    assert error.message.startswith("Error: cannot load ext://restart_process: loading extension repo")
+    assert error.message.endswith("git: fatal: unable to access 'https://github.com/tilt-dev/tilt-extensions/"
+                                  "': Could not resolve host: github.com"), error.message
+
+
+def test_a_missing_file_stops_the_run():
+    error = tiltfile.parse_error((FIXTURES / "tiltfile-error-missing-file.txt").read_text())
+    assert error is not None and not error.environmental
+    assert error.location == SourceLocation("/tmp/tfe/Tiltfile", 1, 9)
+    assert "missing.yaml: no such file or directory" in error.message
+
+
+def test_a_local_command_that_is_not_installed_stops_the_run():
+    """exit 127 (`sh: 1: nosuchtool: not found`): no cluster installs it."""
+    error = tiltfile.parse_error((FIXTURES / "tiltfile-error-local-missing.txt").read_text())
+    assert error is not None and not error.environmental
+    assert error.message.startswith('Error in local: command "nosuchtool version" failed.')
+
+
+def test_an_error_of_a_tiltfile_that_asks_for_its_cluster_is_left_to_tilt_ci(tmp_path: Path):
+    """`k8s_context()` has no cluster to name in preflight: the branch it takes there proves nothing."""
+    text = (FIXTURES / "tiltfile-error-context.txt").read_text()
+    plain, asks = tiltfile.parse_error(text), tiltfile.parse_error(text, reads_cluster=True)
+    assert plain is not None and not plain.environmental
+    assert asks is not None and asks.environmental
+    (tmp_path / "Tiltfile").write_text("if k8s_context() != 'kind-pyci':\n    fail('wrong cluster')\n")
+    (tmp_path / "Other").write_text("k8s_yaml('app.yaml')  # k8s_context is not called here\n")
+    assert tiltfile._reads_cluster(tmp_path / "Tiltfile") and not tiltfile._reads_cluster(tmp_path / "Other")
+    syntax = (FIXTURES / "tiltfile-error-syntax.txt").read_text()
+    error = tiltfile.parse_error(syntax, reads_cluster=True)
+    assert error is not None and not error.environmental  # read before any branch runs
 
 
 def test_third_party_images_are_those_no_target_builds():
