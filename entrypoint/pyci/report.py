@@ -233,6 +233,10 @@ def summary_markdown(result: RunResult, secrets: Iterable[str] = ()) -> str:
             lines += _failure_details(resource, secrets)
     if result.stages:
         lines += ["### Setup stages", "", *_stages_table(result, secrets)]
+    from pyci import timeline  # it draws with this module's helpers: imported here, not in a cycle
+
+    drawn = timeline.text(result, secrets)
+    lines += ["", "### Timeline", "", fenced(drawn)] if drawn else []
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
