@@ -213,10 +213,29 @@ def publish(result: RunResult, settings: Settings, platform: platforms.Platform)
         platform.set_outputs(report.outputs(result, secrets))
     except OSError as err:
         platform.warning(f"could not write the outputs: {err}")
+    _component_logs_and_timeline(result, settings, platform, secrets)
     if result.exit_code == ExitCode.HEALTHY:
         platform.info(f"✅ {result.headline}")
     else:
         platform.error(f"pyci: {result.result}", result.headline)
+
+
+def _component_logs_and_timeline(result: RunResult, settings: Settings, platform: platforms.Platform,
+                                 secrets: Sequence[str]) -> None:
+    """One log per component in the artifacts (when tilt ran: a tilt.log there is this run's), and the
+    timeline in the log (a local terminal has it already, in the summary printed there)."""
+    from pyci import component_logs, timeline
+
+    if any(stage.name == "tilt ci" for stage in result.stages):
+        try:
+            written = component_logs.write(Path(result.artifacts_dir), result.resources, secrets)
+            if written:
+                platform.info(f"component logs: {written[0].parent} ({len(written)} files)")
+        except OSError as err:
+            platform.warning(f"could not write the component logs: {err}")
+    drawn = timeline.text(result, secrets)
+    if drawn and not (settings.summary and platform.name == "local"):
+        platform.info(drawn.rstrip("\n"))
 
 
 def _junit_paths(settings: Settings, platform: platforms.Platform) -> list[Path]:

@@ -100,7 +100,7 @@ def _documents(path: Path, text: str) -> Iterator[tuple[Declared, Mapping[str, A
         chunk = text[start:end]
         try:
             doc = yaml.safe_load(chunk)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):  # not YAML, or nested past Python's stack
             continue
         if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping):
             continue
@@ -333,7 +333,18 @@ def _relative(path: Path, workspace: Path) -> str:
 def locate(components: Sequence[ResourceResult], workspace: Path, tiltfile: Path,
            evaluation: Any = None) -> dict[str, SourceLocation]:
     """component name -> where it is declared (workspace-relative); every component gets a location,
-    the Tiltfile's first line at worst. The manifest scan covers the Tiltfile's folder."""
+    the Tiltfile's first line at worst, and one that has a location already (a Tiltfile error's
+    line) keeps it. The manifest scan covers the Tiltfile's folder and the YAML files it names."""
+    fallback = SourceLocation(_relative(tiltfile, workspace), 1, 1)
+    try:
+        return _locate(components, workspace, tiltfile, evaluation, fallback)
+    except Exception:  # noqa: BLE001 - a location is a nicety: never the reason a run's verdict is lost
+        return {c.name: c.location if isinstance(c.location, SourceLocation) else fallback
+                for c in components}
+
+
+def _locate(components: Sequence[ResourceResult], workspace: Path, tiltfile: Path, evaluation: Any,
+            fallback: SourceLocation) -> dict[str, SourceLocation]:
     sources = tiltfiles(tiltfile)
     first = referenced_yaml(sources)
     # Read once, searched for every component (a run's failures are a handful).
@@ -341,13 +352,15 @@ def locate(components: Sequence[ResourceResult], workspace: Path, tiltfile: Path
     applied = applied_objects(evaluation)
     found: dict[str, SourceLocation] = {}
     for component in components:
+        if isinstance(component.location, SourceLocation):
+            found[component.name] = component.location
+            continue
         # A failed build is its docker_build's (or local_resource's) doing, not its manifest's.
         build_failed = component.reason == "BuildFailed"
         call = _in_tiltfiles(component, sources, evaluation, workspace, build_failed)
         doc = find_document(workloads_of(component, evaluation), files, applied)
         manifest = SourceLocation(_relative(doc.path, workspace), doc.line, 1) if doc else None
-        found[component.name] = ((call or manifest) if build_failed else (manifest or call)) \
-            or SourceLocation(_relative(tiltfile, workspace), 1, 1)
+        found[component.name] = ((call or manifest) if build_failed else (manifest or call)) or fallback
     return found
 
 

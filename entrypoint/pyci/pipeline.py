@@ -64,15 +64,16 @@ class Run:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage inside a folded log group and record how it ended."""
-        t0 = time.monotonic()
+        t0, started_at = time.monotonic(), time.time()
         with self.platform.group(name):
             try:
                 yield
             except BaseException as e:
                 message = e.message if isinstance(e, PyciError) else f"{type(e).__name__}: {e}"
-                self.stages.append(StageResult(name, time.monotonic() - t0, ok=False, error=message))
+                self.stages.append(StageResult(name, time.monotonic() - t0, ok=False, error=message,
+                                               started_at=started_at))
                 raise
-        self.stages.append(StageResult(name, time.monotonic() - t0))
+        self.stages.append(StageResult(name, time.monotonic() - t0, started_at=started_at))
 
     def skip(self, name: str) -> None:
         self.stages.append(StageResult(name, 0.0, skipped=True))
@@ -81,7 +82,7 @@ class Run:
 def run(settings: Settings, platform: Platform, cancel: threading.Event | None = None) -> RunResult:
     """Run the whole job; never raises for an expected failure: the exit code says how it ended."""
     state = Run(settings=settings, platform=platform, cancel=cancel or threading.Event())
-    t0 = time.monotonic()
+    t0, started_at = time.monotonic(), time.time()
     for secret in settings.secrets:
         platform.mask(secret)
     # What `pyci cleanup --run-id` takes, should this run be killed before its cleanup.
@@ -116,6 +117,7 @@ def run(settings: Settings, platform: Platform, cancel: threading.Event | None =
         registry=state.registry,
         junit=str(settings.junit),
         artifacts_dir=str(settings.artifacts_dir),
+        started_at=started_at,
     )
 
 
@@ -127,7 +129,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     _preflight(state)
     importing.join()
     from pyci import cluster as clusters
-    from pyci import components, network, ownership, reaper, registry, topology
+    from pyci import components, locate, network, ownership, reaper, registry, timeline, topology
     from pyci.cluster.kind import KindProvider
 
     s = state.settings
@@ -209,6 +211,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     _note_cache_hits(state, ahead, outcome.log_path)
     found = outcome.resources + workloads
     state.resources = components.merge(found, state.evaluation)
+    timeline.add_snapshot_spans(state.resources, outcome.snapshot)  # build and deploy, for the timeline
     failing = [r for r in state.resources if not r.ok]
     if outcome.exit_code == 0 and not failing:
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
@@ -221,8 +224,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
         _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
                      kind_cluster=cluster_info.name if s.cluster == "kind" else None)
     causes = components.root_causes(state.resources)
+    declared = locate.locate(causes, _workspace(), s.tiltfile_path.resolve(), state.evaluation)
     for r in causes:
-        state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
+        r.location = declared.get(r.name)  # on the pull request's diff, at its manifest or Tiltfile line
+        state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy",
+                             declared.get(r.name))
     names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in causes[:5])
     if not failing:
         names = outcome.error or f"tilt ci exited {outcome.exit_code}"
@@ -253,6 +259,11 @@ def _preflight(state: Run) -> None:
                                       message=f"{where}: {error.message}" if where else error.message)]
     state.platform.error("Tiltfile error", error.message, where)
     raise AppFailed(f"the Tiltfile has an error{f' at {where}' if where else ''}: {error.message}")
+
+
+def _workspace() -> Path:
+    """What annotation paths are relative to: the repository on GitHub, else where pyci runs."""
+    return Path(os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
 
 
 def _registry(state: Run, client: Any, where: Any, stack: contextlib.ExitStack, ahead: BuildAhead | None,

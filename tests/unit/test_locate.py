@@ -187,3 +187,13 @@ def test_the_kitchen_sinks_components_are_located(tmp_path: Path):
     assert found["web"].path == "tests/corpus/kitchen-sink/web/k8s.yaml"
     assert text[found["smoke"].line - 1].startswith('local_resource("smoke"')
     assert text[found["custom-cm"].line - 1].startswith('k8s_resource("custom-cm"')  # before its deploy
+
+
+def test_a_location_already_known_is_kept_and_an_unreadable_yaml_file_is_passed_over(tmp_path: Path):
+    write(tmp_path, {"Tiltfile": "\nk8s_resource('api')\n",
+                     "deep.yaml": "kind: Deployment\nmetadata: {name: api}\nx: " + "[" * 5000 + "\n"})
+    tiltfile_error = failed("(Tiltfile)", reason="TiltfileError")
+    tiltfile_error.location = SourceLocation("Tiltfile", 4, 1)
+    found = locate.locate([tiltfile_error, failed("api", ["deployment/default/api"])], tmp_path,
+                          tmp_path / "Tiltfile")
+    assert found == {"(Tiltfile)": SourceLocation("Tiltfile", 4, 1), "api": SourceLocation("Tiltfile", 2, 1)}
