@@ -35,7 +35,7 @@ def split_tilt_log(lines: Iterable[str], names: Iterable[str] = ()) -> dict[str,
     known = list(names)
     out: dict[str, list[str]] = {}
     for line in lines:
-        line = line.rstrip("\n")
+        line = clean(line.rstrip("\n"), ())  # a coloured prefix is still a prefix
         match = _PREFIXED.match(line)
         name, text = (match["name"], match["text"]) if match else (TILTFILE, line)
         if name.endswith("…"):

@@ -48,11 +48,12 @@ def test_split_gives_each_resource_exactly_its_lines_from_a_real_snapshot():
 def test_a_name_tilt_cut_short_goes_to_the_one_component_it_names():
     lines = [tilt_prefix("payments-worker") + "crash!", tilt_prefix("payments") + "ok",
              tilt_prefix("notifications-a") + "a", tilt_prefix("notifications-b") + "b",
-             tilt_prefix("payments") + "pipe │ inside"]
+             tilt_prefix("payments") + "pipe │ inside",
+             "\x1b[33m" + tilt_prefix("payments") + "\x1b[0mcolour"]
     split = component_logs.split_tilt_log(lines, ["payments-worker", "payments", "notifications-a",
                                                   "notifications-b"])
     assert split["payments-worker"] == ["crash!"]
-    assert split["payments"] == ["ok", "pipe │ inside"]
+    assert split["payments"] == ["ok", "pipe │ inside", "colour"]
     assert split["notification…"] == ["a", "b"]  # two candidates: not guessed
 
 
