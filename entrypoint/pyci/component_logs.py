@@ -26,6 +26,7 @@ TILTFILE = "(Tiltfile)"  # tilt prints the main Tiltfile's lines, and its own, w
 PREFIX_WIDTH = 13  # tilt right-aligns names this wide; a longer one is cut to 12 characters and "…"
 
 # `          api │ text`: tilt's prefix (pkg/model/logstore SourcePrefix), name right-aligned.
+_MASKED = re.compile(r"^([ -]*(?:[^\s:'\"]+: )?)\*\*\*$", re.M)  # `key: ***`, `- ***`
 _PREFIXED = re.compile(r"^ *(?P<name>[^\s│]+) │ ?(?P<text>.*)$")
 
 
@@ -70,10 +71,7 @@ def container_logs(bundle: Path) -> dict[str, list[tuple[str, Path]]]:
     their containers' logs (logs/<pod>-<container>.log, .previous.log after a restart)."""
     found: dict[str, list[tuple[str, Path]]] = {}
     for path in sorted((bundle / "objects").glob("pod-*.yaml")):
-        try:
-            pod = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
+        pod = _load(path)
         if not isinstance(pod, Mapping) or (pod.get("kind") not in (None, "Pod")):
             continue
         workload = _workload_of(pod)
@@ -87,6 +85,21 @@ def container_logs(bundle: Path) -> dict[str, list[tuple[str, Path]]]:
                     heading = f"container {cname} of pod {meta.get('namespace', '')}/{meta.get('name', '')}"
                     found.setdefault(workload, []).append((heading + note, log))
     return found
+
+
+def _load(path: Path) -> Any:
+    """A bundle's YAML. The bundle's redactor masks text after it was dumped, and a secret's value
+    can be a word YAML has (`true`): then `controller: ***`, an alias to nothing; read as a string."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for attempt in (text, _MASKED.sub(r"\1'***'", text)):
+        try:
+            return yaml.safe_load(attempt)
+        except yaml.YAMLError:
+            continue
+    return None
 
 
 def compose(name: str, tilt_lines: Sequence[str], containers: Sequence[tuple[str, str]]) -> str:

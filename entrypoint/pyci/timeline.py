@@ -184,7 +184,9 @@ def text(result: RunResult, secrets: Iterable[str] = ()) -> str:
         lines += ["", f"{'components':<{LABEL}} {legend}"]
     for resource in components:
         cells = [" "] * BAR
-        for span in sorted(resource.spans, key=lambda s: s.start):  # a later phase wins a shared cell
+        # Latest first: a cell shows the phase that began first in it, so a build shorter than a
+        # column still shows before its ready.
+        for span in sorted(resource.spans, key=lambda s: s.start, reverse=True):
             _paint(cells, span.start, span.end or origin + total, origin, total, GLYPH.get(span.phase, "█"))
         first = min(s.start for s in resource.spans)
         still = any(s.end is None for s in resource.spans)

@@ -111,6 +111,13 @@ def test_text_bars_sit_on_one_axis_with_durations_and_status_icons():
     assert max(len(line) for line in text.splitlines()) <= timeline.LABEL + timeline.BAR + 12
 
 
+def test_a_phase_shorter_than_a_column_still_shows_where_it_began():
+    result = run()
+    result.resources[0].spans = [Span("build", T0 + 12.1, T0 + 12.4), Span("deploy", T0 + 12.4, T0 + 12.5),
+                                 Span("ready", T0 + 12.5, T0 + 20.0)]
+    assert bar(rows(timeline.text(result))["api"]) == " " * 12 + "▓" + "░" * 7 + " " * 16
+
+
 def test_text_of_a_run_with_nothing_to_draw_is_empty():
     assert timeline.text(RunResult(exit_code=ExitCode.BAD_INPUT, headline="bad input")) == ""
 
