@@ -45,6 +45,20 @@ def test_split_gives_each_resource_exactly_its_lines_from_a_real_snapshot():
     assert split["(Tiltfile)"][0].startswith("Tilt started on")
 
 
+def test_split_a_real_tilt_ci_log_of_examples_broken_on_kind():
+    # tilt ci's own output of `pyci run` on examples/broken (real kind, lab node image)
+    lines = (FIXTURES / "tilt-ci-broken.log").read_text().splitlines()
+    split = component_logs.split_tilt_log(lines, ["api", "web", "migrate"])
+    assert set(split) == {"(Tiltfile)", "api", "web", "migrate"}
+    assert sum(len(v) for v in split.values()) == len(lines)  # every line, once
+    for name in ("api", "web", "migrate"):
+        assert len(split[name]) == sum(1 for line in lines if line.startswith(f"{name:>13} │ "))
+    assert split["api"].count("api: DATABASE_URL is not set, giving up") == 3  # its container's words
+    assert "STEP 1/3 — Building Dockerfile: [broken-api]" in split["api"]
+    assert not any("hello-web" in line for line in split["api"])
+    assert split["(Tiltfile)"][-1] == "Error: context canceled"
+
+
 def test_a_name_tilt_cut_short_goes_to_the_one_component_it_names():
     lines = [tilt_prefix("payments-worker") + "crash!", tilt_prefix("payments") + "ok",
              tilt_prefix("notifications-a") + "a", tilt_prefix("notifications-b") + "b",
