@@ -28,6 +28,9 @@ GLYPH = {"stage": "█", "build": "▓", "deploy": "▒", "ready": "░"}
 PHASES = ("build", "deploy", "ready")
 _STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200)
 _MIN_TICK_GAP = 9  # columns between two scale labels
+# Stages that run after the app was judged: a phase still going is drawn up to them, not through
+# them (the pods waited until pyci stopped watching, not until it deleted the cluster).
+AFTERMATH = frozenset({"diagnostics", "cleanup"})
 _DEPLOYING = re.compile(r"^STEP \d+/\d+ — Deploying")
 
 
@@ -171,6 +174,9 @@ def text(result: RunResult, secrets: Iterable[str] = ()) -> str:
     ends = [end for _, end in stages] + [origin + result.duration]
     ends += [span.end or span.start for r in components for span in r.spans]
     total = max(max(ends) - origin, 1.0)
+    watched = [end for stage, (_, end) in zip(result.stages, stages, strict=True)
+               if stage.name not in AFTERMATH and not stage.skipped]
+    stopped = max(watched, default=origin + total)  # where a phase still going is drawn to
     lines = [f"run: {format_duration(result.duration)}, one column ≈ {format_duration(total / BAR)}",
              *_scale(total)]
     for stage, (start, end) in zip(result.stages, stages, strict=True):
@@ -187,10 +193,11 @@ def text(result: RunResult, secrets: Iterable[str] = ()) -> str:
         # Latest first: a cell shows the phase that began first in it, so a build shorter than a
         # column still shows before its ready.
         for span in sorted(resource.spans, key=lambda s: s.start, reverse=True):
-            _paint(cells, span.start, span.end or origin + total, origin, total, GLYPH.get(span.phase, "█"))
+            end = span.end if span.end is not None else max(stopped, span.start)
+            _paint(cells, span.start, end, origin, total, GLYPH.get(span.phase, "█"))
         first = min(s.start for s in resource.spans)
         still = any(s.end is None for s in resource.spans)
-        last = origin + total if still else max(s.end or s.start for s in resource.spans)
+        last = max(stopped, first) if still else max(s.end or s.start for s in resource.spans)
         duration = format_duration(last - first) + ("…" if still else "")
         lines.append(_row(clean(resource.name, secrets), cells, duration, RENDERING[resource.status].icon))
     return "\n".join(lines) + "\n"
