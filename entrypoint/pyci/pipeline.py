@@ -137,7 +137,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     importing.start()
     _preflight(state)
     importing.join()
-    from pyci import components
+    from pyci import components, timeline
 
     client, where = _docker(state, stack)
     provider, kind_network = _claim_cluster(state, client, stack)
@@ -151,6 +151,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     outcome, found = _app(state, client, made, api)
     ahead_steps.note_cache_hits(state, ahead, outcome.log_path)
     state.resources = components.merge(found, state.evaluation)
+    timeline.add_snapshot_spans(state.resources, outcome.snapshot)  # build and deploy, for the timeline
     if outcome.exit_code == 0 and not components.app_failed(state.resources):
         return ExitCode.HEALTHY, f"all {len(state.resources)} components are healthy"
     # A registry or node that died under the run is why it failed (and diagnostics would wait on it).
@@ -279,8 +280,9 @@ def _app(state: Run, client: Any, made: _Made, api: Any) -> tuple[Any, list[Reso
 
 def _explain_failure(state: Run, api: Any, found: list[ResourceResult], outcome: Any,
                      made: _Made) -> NoReturn:
-    """The diagnostics bundle, an annotation per cause (never a bystander), and the headline."""
-    from pyci import components
+    """The diagnostics bundle, an annotation per cause (never a bystander) at the line that declares
+    it, and the headline."""
+    from pyci import components, locate
 
     testhook.pause("diagnostics")
     with state.stage("diagnostics"):
@@ -288,12 +290,20 @@ def _explain_failure(state: Run, api: Any, found: list[ResourceResult], outcome:
         _diagnostics(state, api, [r for r in found if not r.ok], outcome.snapshot,
                      kind_cluster=made.cluster.name if state.settings.cluster == "kind" else None)
     causes = components.root_causes(state.resources)  # the failed: never a bystander
+    declared = locate.locate(causes, _workspace(), state.settings.tiltfile_path.resolve(), state.evaluation)
     for r in causes:
-        state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
+        r.location = declared.get(r.name)  # on the pull request's diff, at its manifest or Tiltfile line
+        state.platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy",
+                             declared.get(r.name))
     names = ", ".join(f"{r.name} ({r.reason})" if r.reason else r.name for r in causes[:5])
     if not causes:  # tilt ci failed, and no component says why: tilt's own word
         names = outcome.error or f"tilt ci exited {outcome.exit_code}"
     raise AppFailed(f"the app did not start: {names}")
+
+
+def _workspace() -> Path:
+    """What annotation paths are relative to: the repository on GitHub, else where pyci runs."""
+    return Path(os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
 
 
 def _preflight(state: Run) -> None:

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from pyci import timeline
 from pyci.results import (
     ExitCode,
     ResourceResult,
@@ -21,24 +22,9 @@ from pyci.results import (
     format_duration,
     rendering,
 )
+from pyci.text import REDACTED, clean, redact  # noqa: F401 - report's API (tests)
 
-REDACTED = "***"
 SUMMARY_LOG_LINES = 40  # a summary shows the tail; the artifacts keep everything
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-# Characters XML 1.0 cannot carry at all (tilt and pod logs do contain some).
-_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    lines = {line for secret in secrets for line in secret.splitlines() if line.strip()}
-    for line in sorted(lines, key=len, reverse=True):  # longer first: no partial leftovers
-        text = text.replace(line, REDACTED)
-    return text
-
-
-def clean(text: str | None, secrets: Iterable[str]) -> str:
-    """Redacted, without terminal colour codes, and only characters XML 1.0 allows."""
-    return _NOT_XML.sub("", _ANSI.sub("", redact(text or "", secrets)))
 
 
 # --- JUnit ---
@@ -250,6 +236,8 @@ def summary_markdown(result: RunResult, secrets: Iterable[str] = ()) -> str:
             lines += _failure_details(resource, secrets)
     if result.stages:
         lines += ["### Setup stages", "", *_stages_table(result, secrets)]
+    drawn = timeline.text(result, secrets)
+    lines += ["", "### Timeline", "", fenced(drawn)] if drawn else []
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -136,7 +136,7 @@ def test_broken_service_fails_fast_with_reason(control_plane, namespace, workspa
     assert workload.format(ns=namespace) not in cases  # merged into its component, not a row of its own
     assert reason in (workspace / "junit.xml").read_text()
     annotations = [line for line in proc.stdout.splitlines()
-                   if line.startswith("::error title=") and not line.startswith("::error title=pyci")]
+                   if line.startswith("::error ") and "title=pyci" not in line]  # file=… comes first
     assert len(annotations) == 1 and reason in annotations[0], annotations  # the cause, not its echoes
     assert reason in (workspace / "summary.md").read_text()
     bundle = workspace / "artifacts" / "diagnostics"

@@ -84,9 +84,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "dry-run-exit", "`--dry-run` prints the plan but exits 1",
         ("tests/unit/test_cli.py::test_dry_run_free_port_and_no_registry",),
         "entrypoint/pyci/cli.py",
-        '        print("\\n".join(plan(settings, platform) + tiltfile_plan(settings)))\n'
+        '        print("\\n".join(plan.plan(settings, platform) + plan.tiltfile_plan(settings)))\n'
         "        return ExitCode.HEALTHY\n",
-        '        print("\\n".join(plan(settings, platform) + tiltfile_plan(settings)))\n'
+        '        print("\\n".join(plan.plan(settings, platform) + plan.tiltfile_plan(settings)))\n'
         "        return 1  # MUTANT\n"),
     Mutant(
         "clusters-blind", "pyci cannot see kind clusters (so it would reuse or orphan one)",
