@@ -24,6 +24,9 @@ REQUEST_TIMEOUT = 20.0
 KIND_EXPORT_TIMEOUT = 180.0
 LOG_TAIL = 500
 _MIN_SECRET_LEN = 3  # masking "a" everywhere would make the bundle unreadable
+# Values a Secret may hold that are words of YAML itself: masked, `controller: true` in every pod's YAML
+# became `controller: ***` (kind's bootstrap token Secret holds `true`), and the bundle did not parse.
+_YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "none"})
 
 _KIND_READERS = {
     "deployment": ("apps", "read_namespaced_deployment"),
@@ -48,7 +51,7 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        if not secret or len(secret) < _MIN_SECRET_LEN:
+        if not secret or len(secret) < _MIN_SECRET_LEN or secret.strip().lower() in _YAML_WORDS:
             return
         self._secrets.add(secret)
         for line in secret.splitlines():
@@ -230,7 +233,9 @@ def _collect_secret_values(
             for ns in namespaces:
                 items += core.list_namespaced_secret(ns, _request_timeout=REQUEST_TIMEOUT).items or []
         else:
-            items = core.list_secret_for_all_namespaces(_request_timeout=REQUEST_TIMEOUT).items or []
+            found = core.list_secret_for_all_namespaces(_request_timeout=REQUEST_TIMEOUT).items or []
+            # the system namespaces' Secrets (bootstrap tokens, the cluster's own) are not the app's
+            items = [s for s in found if (s.metadata.namespace if s.metadata else "") not in SYSTEM_NAMESPACES]
     except Exception as exc:
         log(f"diagnostics: cannot list secrets to mask them ({exc}); pod logs may contain secret values")
         return

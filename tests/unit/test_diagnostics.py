@@ -26,6 +26,13 @@ def test_redactor_ignores_empty_and_tiny_secrets():
     assert red("a banana") == "a banana"
 
 
+def test_redactor_leaves_yaml_words_alone():
+    # kind's bootstrap token Secret holds `true`: masked, every pod's YAML stopped parsing
+    red = d.Redactor()
+    red.add_secret_data({"usage-bootstrap-signing": "dHJ1ZQ==", "token": "czNjcjN0LXRva2Vu"})
+    assert red("controller: true\ntoken: s3cr3t-token") == "controller: true\ntoken: ***"
+
+
 def test_redactor_longest_first():
     red = d.Redactor(["secret", "secret-long"])
     assert red("secret-long") == "***"
