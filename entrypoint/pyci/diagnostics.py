@@ -235,7 +235,7 @@ def _collect_secret_values(
         else:
             found = core.list_secret_for_all_namespaces(_request_timeout=REQUEST_TIMEOUT).items or []
             # the system namespaces' Secrets (bootstrap tokens, the cluster's own) are not the app's
-            items = [s for s in found if (s.metadata.namespace if s.metadata else "") not in SYSTEM_NAMESPACES]
+            items = [s for s in found if getattr(s.metadata, "namespace", "") not in SYSTEM_NAMESPACES]
     except Exception as exc:
         log(f"diagnostics: cannot list secrets to mask them ({exc}); pod logs may contain secret values")
         return
