@@ -88,7 +88,9 @@ def users_cluster(node_image: str, docker_client):
 
 
 # kind-middle: tests/e2e/test_kind_share.py (SIGKILL during kind create, then pyci cleanup).
-@pytest.mark.parametrize("point", ["registry", "tilt", "readiness"])
+# Nightly (README): registry and tilt repeat what readiness and kind-middle show on every run.
+@pytest.mark.parametrize("point", [pytest.param("registry", marks=pytest.mark.nightly),
+                                   pytest.param("tilt", marks=pytest.mark.nightly), "readiness"])
 def test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster(
         point: str, tmp_path: Path, node_image: str, users_cluster: str) -> None:
     tag = uuid.uuid4().hex[:6]
