@@ -80,3 +80,29 @@ def test_only_processes_carrying_this_runs_mark_are_counted(tmp_path: Path, mine
     finally:
         proc.kill()
         proc.wait()
+
+
+def collected(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "--collect-only", "-q", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tiers.REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_every_e2e_grouping_names_a_collected_test():
+    """A renamed test or module must not drop out of its xdist group in silence (two runs on kind's
+    default network side by side would then see each other's clusters)."""
+    from tests.e2e import conftest as e2e
+
+    ids = {i.removeprefix("tests/e2e/").split("[")[0] for i in collected("tests/e2e")}
+    for entry in [*e2e.KIND_NETWORK, *e2e.SHARED_CLUSTER]:
+        assert any(i == entry or i.startswith(entry + "::") for i in ids), entry
+
+
+def test_the_readme_lists_every_nightly_case():
+    nightly = collected("-m", "nightly", "tests")
+    readme = (tiers.REPO / "README.md").read_text()
+    assert nightly, "no nightly case: the e2e workflow's schedule job would run nothing"
+    missing = [i for i in nightly if f"`{i}`" not in readme]
+    assert missing == [], missing
