@@ -69,8 +69,8 @@ class Tier:
         """(run, passed) from the tier's JUnit file; (0, 0) when pytest wrote none."""
         if not self.junit.is_file():
             return 0, 0
-        suite = ET.parse(self.junit).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        root = ET.parse(self.junit).getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
         if suite is None:
             return 0, 0
         run = int(suite.get("tests", 0))
