@@ -54,17 +54,19 @@ def node_image(docker_client, lab_images) -> str:
 # Tests whose runs use kind's default docker network `kind` check that the run which made it removes
 # it, and that it is gone: two of them at once would see each other's clusters on it. They run one
 # after another on one worker; every other test (its own cluster on a network of its own, or none)
-# goes wherever a worker is free. A module whose tests share a module-scoped cluster stays together.
+# goes wherever a worker is free, except tests that must not meet (TOGETHER: same group, one worker).
 KIND_NETWORK = {
     "test_kind.py", "test_kind_share.py", "test_kind_buildahead.py", "test_remote.py",
     "test_image.py::test_green_on_real_kind_as_a_github_docker_action_sibling",
     "test_image.py::test_docker_kill_of_the_action_container_leaves_nothing",
     "test_act.py::test_kitchen_sink_green_on_real_kind_through_act",
-    "test_act_host.py::test_host_action_on_a_real_kind_cluster",
+    # all of it: act names its containers after the workflow and job, the same in every test here
+    "test_act_host.py",
 }
-SHARED_CLUSTER = {
-    "test_corpus.py": "corpus",  # the breakages' cluster
+TOGETHER = {
+    "test_corpus.py": "corpus",  # the breakages' module-scoped cluster
     "test_cancel.py::test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster": "users",
+    "test_act.py": "act-e2e",  # one workflow and job name (act-e2e/pyci), so one act run at a time
 }
 
 
@@ -73,7 +75,7 @@ def _group(item: pytest.Item) -> str | None:
     test = f"{module}::{item.originalname}" if isinstance(item, pytest.Function) else module
     if module in KIND_NETWORK or test in KIND_NETWORK:
         return "kind-network"
-    return SHARED_CLUSTER.get(module) or SHARED_CLUSTER.get(test)
+    return TOGETHER.get(test) or TOGETHER.get(module)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

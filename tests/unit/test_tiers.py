@@ -96,7 +96,7 @@ def test_every_e2e_grouping_names_a_collected_test():
     from tests.e2e import conftest as e2e
 
     ids = {i.removeprefix("tests/e2e/").split("[")[0] for i in collected("tests/e2e")}
-    for entry in [*e2e.KIND_NETWORK, *e2e.SHARED_CLUSTER]:
+    for entry in [*e2e.KIND_NETWORK, *e2e.TOGETHER]:
         assert any(i == entry or i.startswith(entry + "::") for i in ids), entry
 
 
