@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -166,7 +167,11 @@ def main(names: list[str]) -> int:
         print(f"tools/test: {line}")
     if left:
         print("tools/test: the leftover check failed (above)")
-    return 1 if problems or left else 0
+    if problems or left:
+        print(f"tools/test: the tiers' logs and JUnit files stay in {work}")
+        return 1
+    shutil.rmtree(work)  # a green run leaves no folder behind either
+    return 0
 
 
 if __name__ == "__main__":
