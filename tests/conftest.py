@@ -174,6 +174,8 @@ def _check_mode(config: pytest.Config) -> str:
         return "off"
     if os.environ.get("PYCI_LAB_LEFTOVER_CHECK") == "tools-test" or hasattr(config, "workerinput"):
         return "elsewhere"
+    if config.getoption("collectonly"):  # nothing runs, nothing can be left (and others' runs may be)
+        return "skip-collect"
     return "skip-unit" if _unit_only(config) else "here"
 
 
