@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import leftovers
+
 REPO = Path(__file__).resolve().parents[1]
 LAB_CACHE = Path(os.environ.get("PYCI_LAB_CACHE")
                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyci-lab")
 LAB_BIN = LAB_CACHE / "bin"
-LAB_PROCESS_NAMES = {"tilt", "socat", "kwok", "kube-apiserver", "kube-controller-manager",
-                     "kube-scheduler", "etcd", "kind", "kubectl"}
 
 # The lab's Go-built tools come first on PATH for every test and every subprocess it starts.
 if LAB_BIN.is_dir():
@@ -153,58 +152,41 @@ def lab_registry(docker_client, lab_images: LabImages) -> Iterator[LabRegistry]:
 
 
 # --- the leftover check ---------------------------------------------------------------------------
-class LeftoverCheckBlind(Exception):
-    """The leftover check could not look: that fails the session, it never passes it."""
+# tests/lab/leftovers.py says what is counted and how it is scoped to this run. tools/test runs the
+# tiers side by side and checks once after all of them (PYCI_LAB_LEFTOVER_CHECK=tools-test); a pytest
+# session on its own checks itself (under xdist: the controller, before and after all workers).
+leftovers.mark_this_run()
+_SKIPPED = ("LEFTOVER CHECK SWITCHED OFF (PYCI_LAB_SKIP_LEFTOVER_CHECK=1): nothing checks that this "
+            "session cleans up after itself")
 
 
-def _docker_state() -> set[str]:
-    """Containers, networks and the `localhost:<port>/...` tags tilt pushes (a run must remove them)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=10)
-        try:
-            things = {f"container {c.name}" for c in client.containers.list(all=True)}
-            things |= {f"network {n.name}" for n in client.networks.list()}
-            # One /images/json call: images.list() inspects each image after listing, and an image
-            # removed in between (a run's cleanup finishing) made the check blind for no reason.
-            things |= {f"image tag {t}" for i in client.api.images() for t in (i.get("RepoTags") or ())
-                       if t.startswith("localhost:")}
-        finally:
-            client.close()
-        return things
-    except Exception as e:  # noqa: BLE001 - whatever the cause, the check is blind
-        raise LeftoverCheckBlind(f"the Docker daemon did not answer the leftover check: {e}") from e
+def _check_mode(config: pytest.Config) -> str:
+    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1":
+        return "off"
+    if os.environ.get("PYCI_LAB_LEFTOVER_CHECK") == "tools-test" or hasattr(config, "workerinput"):
+        return "elsewhere"
+    if config.getoption("collectonly"):  # nothing runs, nothing can be left (and others' runs may be)
+        return "skip-collect"
+    return "skip-unit" if _unit_only(config) else "here"
 
 
-def _lab_processes() -> set[str]:
-    found = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if argv and os.path.basename(argv[0].decode(errors="replace")) in LAB_PROCESS_NAMES:
-                found.add(f"process {pid} {b' '.join(argv).decode(errors='replace')[:120]}")
-    return found
-
-
-def _kind_clusters() -> set[str]:
-    kind = LAB_BIN / "kind"
-    if not kind.exists():
-        return set()
-    out = subprocess.run([str(kind), "get", "clusters"], capture_output=True, text=True, timeout=30)
-    return {f"kind cluster {c}" for c in out.stdout.split()}
-
-
-def _snapshot() -> set[str]:
-    return _docker_state() | _lab_processes() | _kind_clusters()
+def _say(config: pytest.Config, line: str, red: bool = False) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(line, red=red, bold=red)
+    else:
+        print(line)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1" or _unit_only(session.config):
+    mode = _check_mode(session.config)
+    if mode == "off":
+        _say(session.config, _SKIPPED, red=True)
+    if mode != "here":
         return
     try:
-        session.config.stash[_before_key] = _snapshot()
-    except LeftoverCheckBlind as e:
+        session.config.stash[_before_key] = leftovers.snapshot(os.environ[leftovers.MARK])
+    except leftovers.Blind as e:
         session.config.stash[_blind_key] = str(e)
 
 
@@ -215,34 +197,32 @@ def _unit_only(config: pytest.Config) -> bool:
                               for a in args)
 
 
-_before_key = pytest.StashKey[set[str]]()
+_before_key = pytest.StashKey[dict[str, str]]()
 _blind_key = pytest.StashKey[str]()
 
 
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if _check_mode(config) == "off":  # said again at the end, where a reader looks
+        terminalreporter.write_line(_SKIPPED, red=True, bold=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the suite if the tests left containers, networks, processes or clusters behind."""
-    if os.environ.get("PYCI_LAB_SKIP_LEFTOVER_CHECK") == "1" or _unit_only(session.config):
+    """Fail the suite if the tests left containers, networks, images, processes or clusters behind."""
+    if _check_mode(session.config) != "here":
         return
-    left: set[str] = set()
+    left: list[str] = []
     blind = session.config.stash.get(_blind_key, "")
     if not blind:
-        before = session.config.stash[_before_key]
         try:
-            for _ in range(10):  # give just-stopped processes and containers a moment to go
-                left = _snapshot() - before
-                if not left:
-                    return
-                time.sleep(0.5)
-        except LeftoverCheckBlind as e:
+            left = leftovers.left_behind(session.config.stash[_before_key], os.environ[leftovers.MARK])
+        except leftovers.Blind as e:
             blind = str(e)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if not left and not blind:
+            return
     if blind:
         lines = [f"LEFTOVER CHECK FAILED: {blind}. Start the lab with `tools/lab`, or set "
                  "PYCI_LAB_SKIP_LEFTOVER_CHECK=1 to run without the check on purpose."]
     else:
-        lines = ["LEFTOVERS: the test session left these behind:", *sorted(left)]
-    if reporter:
-        reporter.write_line("\n".join(lines), red=True)
-    else:
-        print("\n".join(lines))
+        lines = leftovers.report(left, REPO)
+    _say(session.config, "\n".join(lines), red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED

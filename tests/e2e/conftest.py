@@ -1,27 +1,30 @@
-"""Fixtures shared by the e2e tests: the product image, built offline once per session."""
+"""Fixtures shared by the e2e tests: the product image, built offline only when its inputs change."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, lab_missing, lab_tool
+from tests.lab.leftovers import E2E_IMAGE
 
 # Concurrent sessions on one daemon (several worktrees) each set their own tag.
-IMAGE = os.environ.get("PYCI_E2E_IMAGE", "pyci-lab/pyci:e2e")
+IMAGE = E2E_IMAGE
 
 
 @pytest.fixture(scope="session")
 def image(docker_client, lab_images) -> str:
+    """Built when its inputs changed (a hash of them is its label), else reused; xdist workers asking at
+    once wait for one build (tools/build-image holds a lock)."""
     for tool in ("kind", "kubectl", "tilt"):
         lab_tool(tool)
-    done = subprocess.run([str(REPO / "tools" / "build-image"), IMAGE], capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([str(REPO / "tools" / "build-image"), "--reuse", IMAGE], capture_output=True,
+                          text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    print(done.stdout)  # the image size and its layers, for the -s / -ra report
+    print(done.stdout)  # reused, or the image size and its layers, for the -s / -ra report
     return IMAGE
 
 
@@ -45,3 +48,38 @@ def node_image(docker_client, lab_images) -> str:
         lab_missing(f"kind node image {NODE_IMAGE} (tools/build-kind-node)")
     lab_tool("kind")
     return NODE_IMAGE
+
+
+# --- running side by side (pytest-xdist, --dist loadgroup) ---------------------------------------------
+# Tests whose runs use kind's default docker network `kind` check that the run which made it removes
+# it, and that it is gone: two of them at once would see each other's clusters on it. They run one
+# after another on one worker; every other test (its own cluster on a network of its own, or none)
+# goes wherever a worker is free, except tests that must not meet (TOGETHER: same group, one worker).
+KIND_NETWORK = {
+    "test_kind.py", "test_kind_share.py", "test_kind_buildahead.py", "test_remote.py",
+    "test_image.py::test_green_on_real_kind_as_a_github_docker_action_sibling",
+    "test_image.py::test_docker_kill_of_the_action_container_leaves_nothing",
+    "test_act.py::test_kitchen_sink_green_on_real_kind_through_act",
+    # all of it: act names its containers after the workflow and job, the same in every test here
+    "test_act_host.py",
+}
+TOGETHER = {
+    "test_corpus.py": "corpus",  # the breakages' module-scoped cluster
+    "test_cancel.py::test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster": "users",
+    "test_act.py": "act-e2e",  # one workflow and job name (act-e2e/pyci), so one act run at a time
+}
+
+
+def _group(item: pytest.Item) -> str | None:
+    module = Path(str(item.fspath)).name
+    test = f"{module}::{item.originalname}" if isinstance(item, pytest.Function) else module
+    if module in KIND_NETWORK or test in KIND_NETWORK:
+        return "kind-network"
+    return TOGETHER.get(test) or TOGETHER.get(module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).parent == here and (group := _group(item)):
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LAB_BIN, lab_tool
-from tests.e2e.test_kind import without_kind_network
 from tests.integration._pyci_helpers import RemoteDaemon, remote_daemon_lab
 from tests.lab import cancel
 
@@ -71,24 +70,27 @@ def test_cancel_leaves_nothing(point: str, how: str, tmp_path: Path, node_image:
 # --- SIGKILL, then pyci cleanup -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def users_cluster(node_image: str, docker_client):
-    """A kind cluster made by hand, as a user would, on the same daemon; it must outlive every case."""
-    name = f"e2e-user-{uuid.uuid4().hex[:6]}"
-    env = cancel.env_with_lab()
+    """A kind cluster made by hand, as a user would, on the same daemon; it must outlive every case.
+    On a docker network of its own, so it runs beside the tests that use kind's default network."""
+    tag = uuid.uuid4().hex[:6]
+    name, network = f"e2e-user-{tag}", f"pyci-e2e-user-{tag}"
+    env = cancel.env_with_lab({**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": network})
     kind = str(lab_tool("kind"))
-    had_kind_network = bool(docker_client.networks.list(names=["kind"]))
-    done = subprocess.run([kind, "create", "cluster", "--name", name, "--image", node_image, "--wait", "0s"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
     try:
+        done = subprocess.run([kind, "create", "cluster", "--name", name, "--image", node_image,
+                               "--wait", "0s"], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
         yield name
     finally:
         subprocess.run([kind, "delete", "cluster", "--name", name], env=env, capture_output=True, timeout=120)
-        if not had_kind_network:  # kind made its network for this cluster; kind delete leaves it
-            without_kind_network(docker_client)
+        for net in docker_client.networks.list(names=[network]):  # kind delete leaves its network
+            net.remove()
 
 
 # kind-middle: tests/e2e/test_kind_share.py (SIGKILL during kind create, then pyci cleanup).
-@pytest.mark.parametrize("point", ["registry", "tilt", "readiness"])
+# Nightly (README): registry and tilt repeat what readiness and kind-middle show on every run.
+@pytest.mark.parametrize("point", [pytest.param("registry", marks=pytest.mark.nightly),
+                                   pytest.param("tilt", marks=pytest.mark.nightly), "readiness"])
 def test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster(
         point: str, tmp_path: Path, node_image: str, users_cluster: str) -> None:
     tag = uuid.uuid4().hex[:6]

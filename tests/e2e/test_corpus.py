@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime
@@ -32,13 +33,15 @@ from pyci.cluster.kind import KIND_API_VERSION, merge_config, render_config
 from pyci.settings import INPUTS
 from tests.conftest import LAB_BIN, REPO, lab_tool
 from tests.e2e.test_image import SOCKET, docker_run
-from tests.e2e.test_kind import without_kind_network
 from tests.lab.github import read_outputs
 
 CORPUS = REPO / "tests" / "corpus"
 SHIM = REPO / "tools" / "kind-node" / "shim"
 BASE = "--base-image=pyci-lab/base:latest"
 KITCHEN_SINK_ARGS = f"{BASE} --greet=corpus --greet=pyci --with-worker"
+# The module's kind clusters live on a docker network of their own (KIND_EXPERIMENTAL_DOCKER_NETWORK):
+# they run beside the tests that check kind's default network `kind`.
+NETWORK = f"pyci-e2e-corpus-{uuid.uuid4().hex[:6]}"
 KITCHEN_SINK_COMPONENTS = ("web", "worker", "db", "node-agent", "widget-crd", "gizmo", "custom-cm", "lint",
                            "smoke")
 
@@ -73,6 +76,7 @@ def as_github_action(tmp_path: Path, names: list[str], image: str, app: str, nod
             "GITHUB_OUTPUT": "/github/file_commands/set_output",
             "GITHUB_STEP_SUMMARY": "/github/file_commands/step_summary",
             "CORPUS_EXTENSIONS": "file:///github/workspace/extensions-repo",
+            "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK,
             "PATH": "/shim:/usr/local/bin:/usr/bin"}  # the lab's docker shim (see test_image)
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
     done = docker_run(names, "--workdir", "/github/workspace", *env_args, "-v", f"{SOCKET}:{SOCKET}",
@@ -133,7 +137,6 @@ def test_kitchen_sink_is_green_through_the_image_on_real_kind(image: str, names:
     assert cluster not in kind.stdout.split()
     left = docker_client.containers.list(all=True, filters={"label": f"io.pyci.cluster={cluster}"})
     assert left == [], [c.name for c in left]
-    without_kind_network(docker_client)
 
 
 # --- the broken variants, on one shared cluster ------------------------------------------------------
@@ -145,14 +148,22 @@ def kind_clusters() -> list[str]:
     return done.stdout.split()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _network_removed(docker_client) -> Iterator[None]:
+    """kind never removes its network: the module's goes after its last test (and cluster)."""
+    yield
+    for net in docker_client.networks.list(names=[NETWORK]):
+        net.remove()
+
+
 @pytest.fixture(scope="module")
 def shared_cluster(node_image: str, docker_client, tmp_path_factory) -> Iterator[str]:
     """A kind cluster made as pyci makes its own (its kind config), that the broken runs reuse."""
     name = f"e2e-corpus-{os.getpid()}"
     config = tmp_path_factory.mktemp("shared-cluster") / "kind-config.yaml"
     config.write_text(render_config(merge_config({"kind": "Cluster", "apiVersion": KIND_API_VERSION})))
-    env = dict(os.environ, PATH=f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ['PATH']}")
-    had_kind_network = bool(docker_client.networks.list(names=["kind"]))
+    env = dict(os.environ, PATH=f"{SHIM}{os.pathsep}{LAB_BIN}{os.pathsep}{os.environ['PATH']}",
+               KIND_EXPERIMENTAL_DOCKER_NETWORK=NETWORK)
     kind = str(lab_tool("kind"))
     try:
         kubeconfig = config.with_name("kubeconfig")
@@ -163,8 +174,6 @@ def shared_cluster(node_image: str, docker_client, tmp_path_factory) -> Iterator
         yield name
     finally:
         subprocess.run([kind, "delete", "cluster", "--name", name], env=env, capture_output=True, timeout=180)
-        if not had_kind_network:
-            without_kind_network(docker_client)
 
 
 @pytest.fixture(scope="module")

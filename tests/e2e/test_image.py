@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from pyci.settings import INPUTS
 from tests.conftest import REPO, lab_tool
 from tests.e2e.conftest import IMAGE
@@ -291,6 +293,7 @@ def test_green_on_real_kind_as_a_github_docker_action_sibling(image: str, names:
         assert left == [], [c.name for c in left]
 
 
+@pytest.mark.nightly  # README: test_cancel's tilt/docker-kill and kind-middle/docker-stop cover it every run
 def test_docker_kill_of_the_action_container_leaves_nothing(image: str, names: list[str], tmp_path: Path,
                                                             node_image: str, docker_client) -> None:
     """GitHub's cancel: `docker kill` of the action's container while kind creates the cluster. pyci

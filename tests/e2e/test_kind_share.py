@@ -75,6 +75,7 @@ def test_two_runs_with_default_inputs_each_get_their_own_cluster(tmp_path: Path,
         assert_nothing_left(docker_client, name, registry)
 
 
+@pytest.mark.nightly  # README: test_cancel's kind-early, kind-middle and kind-late cut kind create every run
 def test_sigterm_during_kind_create_leaves_nothing(tmp_path: Path, node_image: str, docker_client) -> None:
     cluster = f"e2e-term-{os.getpid()}"
     without_kind_network(docker_client)

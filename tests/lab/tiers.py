@@ -1,0 +1,178 @@
+"""The whole suite as tools/test runs it: the three tiers side by side, each held to its checked-in count,
+then one leftover check over all of them.
+
+Unit tests compute, integration tests mostly wait on the lab's control plane and tilt, e2e tests mostly
+wait on kind: run one after another they cost their sum, side by side about the longest. Each tier is its
+own pytest session (its log in a file, printed whole when it ends); e2e spreads over pytest-xdist
+workers (tests/e2e/conftest.py keeps those that share kind's default network on one of them).
+
+A tier passes when pytest exits 0 and at least its count in tests/tier-counts passed: a tier that
+collects fewer tests (a module that stopped importing, a wrong path, a skip that spread) fails the run
+with a line saying so. Since the tiers share the daemon, the sessions do not check for leftovers each
+(each would see the others' clusters as its own); tests/lab/leftovers.py checks once, after all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab import leftovers
+
+REPO = Path(__file__).resolve().parents[2]
+COUNTS = REPO / "tests" / "tier-counts"
+
+
+def workers(name: str, default: int) -> list[str]:
+    n = int(os.environ.get(f"PYCI_TEST_{name.upper()}_WORKERS", default))
+    return ["-n", str(n), "--dist", "loadgroup"] if n > 1 else ["-p", "no:xdist"]
+
+
+# tier -> pytest arguments. Worker counts: PYCI_TEST_<TIER>_WORKERS=N (1: no xdist).
+TIERS: dict[str, list[str]] = {
+    "unit": ["tests/unit", "-p", "no:xdist"],
+    "integration": ["tests/integration", *workers("integration", 1)],
+    "e2e": ["tests/e2e", *workers("e2e", 3)],
+}
+
+
+def expected_counts(path: Path = COUNTS) -> dict[str, int]:
+    """`<tier> <count>` lines; `#` starts a comment."""
+    counts = {}
+    for line in path.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            tier, count = words
+            counts[tier] = int(count)
+    return counts
+
+
+@dataclass
+class Tier:
+    name: str
+    args: list[str]
+    log: Path
+    junit: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+    exit_code: int | None = None
+
+    def counts(self) -> tuple[int, int]:
+        """(run, passed) from the tier's JUnit file; (0, 0) when pytest wrote none."""
+        if not self.junit.is_file():
+            return 0, 0
+        root = ET.parse(self.junit).getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
+        if suite is None:
+            return 0, 0
+        run = int(suite.get("tests", 0))
+        bad = sum(int(suite.get(k, 0)) for k in ("failures", "errors", "skipped"))
+        return run, run - bad
+
+
+def verdict(tier: Tier, expected: int | None) -> str:
+    """'' when the tier passed and reached its count, else the one line that says why not."""
+    run, passed = tier.counts()
+    if tier.exit_code == 5:
+        return f"tier {tier.name}: pytest collected no tests: that is a failure, not a pass"
+    if tier.exit_code != 0:
+        return f"tier {tier.name}: pytest exited {tier.exit_code} ({run - passed} of {run} not passed)"
+    if expected is None:
+        return f"tier {tier.name}: no expected count in {COUNTS.relative_to(REPO)}"
+    if passed < expected:
+        return (f"tier {tier.name}: {passed} tests passed, fewer than the {expected} expected "
+                f"({COUNTS.relative_to(REPO)}): tests went missing from the collection, or were skipped")
+    return ""
+
+
+def order_args() -> list[str]:
+    """A fixed order by default; PYCI_TEST_SEED=N shuffles (pytest-randomly), PYCI_TEST_ORDER=reverse
+    reverses (tests/conftest.py): the suite must pass in any order."""
+    seed = os.environ.get("PYCI_TEST_SEED")
+    return ["-p", "randomly", f"--randomly-seed={seed}"] if seed else ["-p", "no:randomly"]
+
+
+def start(tier: Tier, env: dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *order_args(), "-ra", "--durations=15",
+           f"--junit-xml={tier.junit}", *tier.args]
+    print(f"== tests: {tier.name} started: {shlex.join(cmd[1:])}", flush=True)
+    tier.started = time.monotonic()
+    with tier.log.open("wb") as log:
+        tier.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_all(tiers: list[Tier]) -> None:
+    """Print each tier's log as it ends (whole, not interleaved with the others')."""
+    running = list(tiers)
+    while running:
+        for tier in list(running):
+            assert tier.proc is not None
+            if tier.proc.poll() is None:
+                continue
+            tier.exit_code = tier.proc.returncode
+            tier.seconds = time.monotonic() - tier.started
+            running.remove(tier)
+            print(f"\n== tests: {tier.name} ended (exit {tier.exit_code}, {minutes(tier.seconds)}); "
+                  f"its log ({tier.log}):", flush=True)
+            sys.stdout.write(tier.log.read_text(errors="replace"))
+            sys.stdout.flush()
+        time.sleep(1)
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+
+
+def main(names: list[str]) -> int:
+    env = dict(os.environ, PYCI_LAB_LEFTOVER_CHECK="tools-test")
+    env[leftovers.MARK] = leftovers.mark_this_run()
+    expected = expected_counts()
+    work = Path(tempfile.mkdtemp(prefix="pyci-tests-"))
+    tiers = [Tier(n, TIERS[n], work / f"{n}.log", work / f"{n}.xml") for n in names or TIERS]
+    if nightly := os.environ.get("PYCI_TEST_NIGHTLY") == "1":
+        print("== tests: PYCI_TEST_NIGHTLY=1: the nightly cases run too (the counts are minimums still)")
+    else:
+        for tier in tiers:
+            tier.args += ["-m", "not nightly"]
+    before = work / "daemon-before.json"
+    if leftovers.main(["snapshot", str(before)]) != 0:
+        return 1
+    t0 = time.monotonic()
+    for tier in tiers:
+        start(tier, env)
+    wait_all(tiers)
+    wall = time.monotonic() - t0
+    print("\n== tests: leftover check (once, after every tier)", flush=True)
+    left = leftovers.main(["check", str(before)])
+    problems = [line for tier in tiers if (line := verdict(tier, expected.get(tier.name)))]
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n== tests: tiers side by side ({'with' if nightly else 'without'} the nightly cases; load "
+          f"average now {load})")
+    print(f"   {'tier':<12} {'wall':>14} {'tests':>6} {'passed':>7} {'expected':>9}")
+    for tier in tiers:
+        run, passed = tier.counts()
+        print(f"   {tier.name:<12} {minutes(tier.seconds):>14} {run:>6} {passed:>7} "
+              f"{expected.get(tier.name, '-'):>9}")
+    print(f"   {'all tiers':<12} {minutes(wall):>14}")
+    for line in problems:
+        print(f"tools/test: {line}")
+    if left:
+        print("tools/test: the leftover check failed (above)")
+    if problems or left:
+        print(f"tools/test: the tiers' logs and JUnit files stay in {work}")
+        return 1
+    shutil.rmtree(work)  # a green run leaves no folder behind either
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,108 @@
+"""tools/test's tiers (tests/lab/tiers.py) and the leftover check's scope (tests/lab/leftovers.py), on real
+pytest sessions and real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lab import leftovers, tiers
+
+
+def run_tier(tmp_path: Path, tests: str) -> tiers.Tier:
+    """A real pytest session on a folder holding `tests`, as tools/test runs a tier."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    (folder / "test_some.py").write_text(tests)
+    tier = tiers.Tier("unit", [str(folder)], tmp_path / "unit.log", tmp_path / "unit.xml")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "-p", "no:xdist", "--rootdir", str(folder), "-c", os.devnull,
+                           f"--junit-xml={tier.junit}", str(folder)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    tier.exit_code = done.returncode
+    return tier
+
+
+def test_the_checked_in_counts_name_every_tier():
+    counts = tiers.expected_counts()
+    assert set(counts) == set(tiers.TIERS)
+    assert all(n > 0 for n in counts.values()), counts
+
+
+def test_counts_file_reads_tiers_and_skips_comments(tmp_path: Path):
+    path = tmp_path / "counts"
+    path.write_text("# a comment\nunit 12  # trailing\n\ne2e 3\n")
+    assert tiers.expected_counts(path) == {"unit": 12, "e2e": 3}
+
+
+def test_a_tier_at_its_count_passes(tmp_path: Path):
+    tier = run_tier(tmp_path, "def test_a(): pass\ndef test_b(): pass\n")
+    assert tier.counts() == (2, 2)
+    assert tiers.verdict(tier, 2) == ""
+
+
+def test_a_tier_below_its_count_fails_with_a_line_saying_so(tmp_path: Path):
+    tier = run_tier(tmp_path, "import pytest\ndef test_a(): pass\n"
+                              "@pytest.mark.skip(reason='spread')\ndef test_b(): pass\n")
+    assert tier.exit_code == 0 and tier.counts() == (2, 1)
+    line = tiers.verdict(tier, 2)
+    assert line.startswith("tier unit: 1 tests passed, fewer than the 2 expected"), line
+
+
+def test_a_tier_that_collects_nothing_fails(tmp_path: Path):
+    tier = run_tier(tmp_path, "def helper(): pass\n")
+    assert tier.exit_code == 5
+    assert tiers.verdict(tier, 0) == "tier unit: pytest collected no tests: that is a failure, not a pass"
+
+
+def test_a_failing_tier_fails_whatever_its_count(tmp_path: Path):
+    tier = run_tier(tmp_path, "def test_a(): pass\ndef test_b(): assert False\n")
+    assert tiers.verdict(tier, 1) == "tier unit: pytest exited 1 (1 of 2 not passed)"
+
+
+@pytest.mark.parametrize("mine", [True, False])
+def test_only_processes_carrying_this_runs_mark_are_counted(tmp_path: Path, mine: bool):
+    """A lab process (here a `kind` that only sleeps) counts as this run's only by the mark it inherited:
+    another session's control plane or tilt on the same machine is never this run's leftover."""
+    kind = tmp_path / "kind"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", kind)
+    token = leftovers.mark_this_run()
+    env = dict(os.environ, **{leftovers.MARK: token if mine else "someone-else"})
+    proc = subprocess.Popen([str(kind), "30"], env=env)
+    try:
+        found = leftovers.lab_processes(token)
+        assert (f"process {proc.pid}" in found) is mine, found
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def collected(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "--collect-only", "-q", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tiers.REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_every_e2e_grouping_names_a_collected_test():
+    """A renamed test or module must not drop out of its xdist group in silence (two runs on kind's
+    default network side by side would then see each other's clusters)."""
+    from tests.e2e import conftest as e2e
+
+    ids = {i.removeprefix("tests/e2e/").split("[")[0] for i in collected("tests/e2e")}
+    for entry in [*e2e.KIND_NETWORK, *e2e.TOGETHER]:
+        assert any(i == entry or i.startswith(entry + "::") for i in ids), entry
+
+
+def test_the_readme_lists_every_nightly_case():
+    nightly = collected("-m", "nightly", "tests")
+    readme = (tiers.REPO / "README.md").read_text()
+    assert nightly, "no nightly case: the e2e workflow's schedule job would run nothing"
+    missing = [i for i in nightly if f"`{i}`" not in readme]
+    assert missing == [], missing
