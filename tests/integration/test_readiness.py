@@ -258,9 +258,11 @@ def test_per_resource_timeout_extends_only_that_workload(api, namespace, watches
     took = time.monotonic() - t0
     assert 6 <= took < 15, took
     assert [(r.name.split("/")[-1], r.reason) for r in results] == [("slow", "Timeout"), ("web", "Timeout")]
-    # Each says the limit it passed and how long the watch really waited.
-    assert "(limit 6s)" in (results[0].message or "") and "(limit 2s)" in (results[1].message or "")
-    assert all(re.search(r"not healthy after \d+s of watching", r.message or "") for r in results)
+    # Each says the limit it passed and how long it really waited, from its first pod's creation.
+    assert "(pyci's readiness limit 6.0s)" in (results[0].message or "")
+    assert "(pyci's readiness limit 2.0s)" in (results[1].message or "")
+    assert all(re.search(r"not healthy [\d.]+s after its first pod was created", r.message or "")
+               for r in results)
 
 
 @pytest.mark.parametrize("watches", WATCHES)
