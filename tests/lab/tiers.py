@@ -40,8 +40,13 @@ def workers(name: str, default: int) -> list[str]:
 TIERS: dict[str, list[str]] = {
     "unit": ["tests/unit", "-p", "no:xdist"],
     "integration": ["tests/integration", *workers("integration", 1)],
-    "e2e": ["tests/e2e", *workers("e2e", 3)],
+    "e2e": ["tests/e2e", *workers("e2e", 1)],
 }
+# Which tiers run side by side. By default unit beside integration, then e2e alone: on 2 cores, e2e's
+# real kind clusters beside integration's control planes (or several e2e workers) pushed the load past
+# 20 and broke timing bounds and the kind-network checks (fresh-clone run, 2026-12-04: 11 failures).
+# PYCI_TEST_PARALLEL=1 runs all three at once (for a bigger machine).
+WAVES_DEFAULT = [["unit", "integration"], ["e2e"]]
 
 
 def expected_counts(path: Path = COUNTS) -> dict[str, int]:
@@ -147,15 +152,19 @@ def main(names: list[str]) -> int:
     if leftovers.main(["snapshot", str(before)]) != 0:
         return 1
     t0 = time.monotonic()
-    for tier in tiers:
-        start(tier, env)
-    wait_all(tiers)
+    by_name = {tier.name: tier for tier in tiers}
+    waves = [list(by_name)] if os.environ.get("PYCI_TEST_PARALLEL") == "1" else [
+        [n for n in wave if n in by_name] for wave in WAVES_DEFAULT]
+    for wave in [w for w in waves if w]:
+        for name in wave:
+            start(by_name[name], env)
+        wait_all([by_name[name] for name in wave])
     wall = time.monotonic() - t0
     print("\n== tests: leftover check (once, after every tier)", flush=True)
     left = leftovers.main(["check", str(before)])
     problems = [line for tier in tiers if (line := verdict(tier, expected.get(tier.name)))]
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n== tests: tiers side by side ({'with' if nightly else 'without'} the nightly cases; load "
+    print(f"\n== tests: tiers in waves {waves} ({'with' if nightly else 'without'} the nightly cases; load "
           f"average now {load})")
     print(f"   {'tier':<12} {'wall':>14} {'tests':>6} {'passed':>7} {'expected':>9}")
     for tier in tiers:
