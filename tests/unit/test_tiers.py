@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,11 @@ def test_only_processes_carrying_this_runs_mark_are_counted(tmp_path: Path, mine
     env = dict(os.environ, **{leftovers.MARK: token if mine else "someone-else"})
     proc = subprocess.Popen([str(kind), "30"], env=env)
     try:
+        # until it has exec'd: before that, /proc shows the forked test process (seen beside a busy tier)
+        deadline = time.monotonic() + 10
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        while str(kind) not in cmdline.read_bytes().decode(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.02)
         found = leftovers.lab_processes(token)
         assert (f"process {proc.pid}" in found) is mine, found
     finally:
