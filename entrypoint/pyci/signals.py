@@ -23,12 +23,8 @@ def cancel_on_signal(cancel: threading.Event) -> Iterator[None]:
         cancel.set()
         raise Cancelled(f"cancelled by {signal.Signals(signum).name}")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _handled_by(handler):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -43,6 +39,13 @@ def deferred(remember: Callable[[str], None], late: threading.Event) -> Iterator
         remember(signal.Signals(signum).name)
         late.set()
 
+    with _handled_by(handler):
+        yield
+
+
+@contextlib.contextmanager
+def _handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT go to `handler` inside the block; the previous handlers come back after."""
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
