@@ -51,7 +51,8 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        if not secret or len(secret) < _MIN_SECRET_LEN or secret.strip().lower() in _YAML_WORDS:
+        """A secret the user named: masked whatever it looks like (only Secret data spares YAML words)."""
+        if not secret or len(secret) < _MIN_SECRET_LEN:
             return
         self._secrets.add(secret)
         for line in secret.splitlines():
@@ -66,9 +67,11 @@ class Redactor:
                 continue
             self.add(value)
             try:
-                self.add(base64.b64decode(value, validate=True).decode("utf-8"))
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 continue
+            if decoded.strip().lower() not in _YAML_WORDS:
+                self.add(decoded)
 
     def __call__(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):  # longest first

@@ -33,6 +33,15 @@ def test_redactor_leaves_yaml_words_alone():
     assert red("controller: true\ntoken: s3cr3t-token") == "controller: true\ntoken: ***"
 
 
+def test_redactor_masks_a_named_secret_even_if_it_is_a_yaml_word():
+    # only values read from cluster Secrets spare YAML words; a secret the user named is always masked
+    assert _masked("TRUE") == "***"
+
+
+def _masked(secret: str) -> str:
+    return d.Redactor([secret])(secret)
+
+
 def test_redactor_longest_first():
     red = d.Redactor(["secret", "secret-long"])
     assert red("secret-long") == "***"
