@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 from pyci.results import InfrastructureError
-from pyci.settings import LABEL_MANAGED, LABEL_RUN
+from pyci.settings import LABEL_MANAGED, LABEL_REAPER, LABEL_RUN
 
 log = logging.getLogger(__name__)
 
 LABEL_OWNS = "io.pyci.owns-cluster"
 LABEL_OWNS_NETWORK = "io.pyci.owns-network"  # the docker network kind made for this run's cluster
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+# A marker this young may be a run's that has not started a container yet (its registry, its reaper
+# and kind's nodes come seconds after it): never taken over.
+FRESH_SECONDS = 120.0
 
 
 def marker_name(cluster_name: str) -> str:
@@ -31,21 +37,52 @@ def claim_cluster(client: Any, cluster_name: str, run_id: str, stack: contextlib
     run); the marker goes last, after the cluster.
 
     Docker returns an existing volume of the same name instead of failing: a marker of another run
-    means that run is creating this very cluster, so this one stops before touching it.
+    means that run is creating this very cluster, so this one stops before touching it, unless that
+    run is gone (killed before it could clean up: nothing of it runs, and its marker is not new).
     """
     labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_OWNS: cluster_name,
               **({LABEL_OWNS_NETWORK: network} if network else {})}
+    volume = _create(client, cluster_name, labels)
+    other = str((volume.attrs.get("Labels") or {}).get(LABEL_RUN))
+    if other != run_id:
+        alive = signs_of_life(client, other, cluster_name, volume)
+        if alive:
+            raise InfrastructureError(
+                f"cluster {cluster_name} is being created by another pyci run, {other} ({alive}): leave "
+                "cluster-name empty for a name of this run's own, or pick another name; if that run is "
+                f"gone, `pyci cleanup --run-id {other}` removes what it left"
+            )
+        log.warning("cluster %s: run %s left its ownership marker and is gone (nothing of it runs): "
+                    "this run takes the name over", cluster_name, other)
+        release(volume)
+        volume = _create(client, cluster_name, labels)
+        if (volume.attrs.get("Labels") or {}).get(LABEL_RUN) != run_id:  # another run was faster
+            raise InfrastructureError(f"cluster {cluster_name} was claimed by another pyci run just now: "
+                                      "leave cluster-name empty for a name of this run's own")
+    stack.callback(release, volume)
+
+
+def _create(client: Any, cluster_name: str, labels: dict[str, str]) -> Any:
     try:
-        volume = client.volumes.create(name=marker_name(cluster_name), labels=labels)
+        return client.volumes.create(name=marker_name(cluster_name), labels=labels)
     except Exception as err:  # noqa: BLE001 - docker.errors.APIError and friends
         raise InfrastructureError(f"could not record ownership of cluster {cluster_name}", str(err)) from err
-    found = volume.attrs.get("Labels") or {}
-    if found.get(LABEL_RUN) != run_id:
-        raise InfrastructureError(
-            f"cluster {cluster_name} is being created by another pyci run ({found.get(LABEL_RUN)}): "
-            "leave cluster-name empty for a name of this run's own, or pick another name"
-        )
-    stack.callback(release, volume)
+
+
+def signs_of_life(client: Any, run_id: str, cluster_name: str, marker: Any, now: float | None = None) -> str:
+    """Why the run that made `marker` may still be creating the cluster; "" when nothing says so."""
+    for label, what in ((f"{LABEL_RUN}={run_id}", "its container"),
+                        (f"{LABEL_REAPER}={run_id}", "its reaper"),
+                        (f"{KIND_CLUSTER_LABEL}={cluster_name}", "the cluster's node")):
+        running = client.containers.list(filters={"label": [label]})  # running ones only
+        if running:
+            return f"{what} {running[0].name} is running"
+    created = str(marker.attrs.get("CreatedAt") or "")
+    try:
+        age = (time.time() if now is None else now) - datetime.fromisoformat(created).timestamp()
+    except ValueError:
+        return "its marker's age is unknown"
+    return f"its marker is {age:.0f}s old" if age < FRESH_SECONDS else ""
 
 
 def release(volume: Any) -> None:

@@ -16,10 +16,10 @@ import os
 from typing import Any
 
 from pyci import cleanup
+from pyci.settings import LABEL_REAPER
 
 log = logging.getLogger(__name__)
 
-LABEL_REAPER = "io.pyci.reaper"  # not io.pyci.managed: the reaper's own cleanup must not remove it
 
 
 def start(client: Any, own_container_id: str, run_id: str, stack: contextlib.ExitStack) -> Any | None:

@@ -41,6 +41,7 @@ from pyci.values import (  # noqa: F401 - parse_* and show are part of settings'
 LABEL_MANAGED = "io.pyci.managed"
 LABEL_RUN = "io.pyci.run"
 LABEL_CLUSTER = "io.pyci.cluster"
+LABEL_REAPER = "io.pyci.reaper"  # not io.pyci.managed: the reaper's own cleanup must not remove it
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,6 @@ def test_bad_input_fails_the_step_with_one_line(repo_copy: Path) -> None:
     assert len(errors) == 1 and "timeout" in errors[0], errors
 
 
-@pytest.mark.skip(reason="under investigation (2026-12-04): in the 3 latest runs (loop-speed's branch, "
-                  "two fresh clones of main) the action's container was killed (exit 137, act: 'removal "
-                  "of container ... already in progress') about 6 s in, right after kind failed on the "
-                  "missing node image, and the run's ownership marker was left; it passed at stop 19")
 def test_sibling_run_creates_and_cleans_up(repo_copy: Path, docker_client) -> None:
     done = act(repo_copy, **{"working-directory": "examples/hello", "cluster-name": "act-e2e",
                              "registry-image": "pyci-lab/registry:latest", "registry-port": "0",

@@ -31,6 +31,7 @@ import pytest
 
 from pyci.cluster.kind import KIND_API_VERSION, merge_config, render_config
 from pyci.settings import INPUTS
+from pyci.tilt.failures import HOST_ACTION
 from tests.conftest import LAB_BIN, REPO, lab_tool
 from tests.e2e.test_image import SOCKET, docker_run
 from tests.lab.github import read_outputs
@@ -222,6 +223,8 @@ BREAKAGES = {
     "verdict-crash": ("payments", {"CrashLoopBackOff"}, "payments: PAYMENTS_API_KEY is not set",
                       "brk-verdict-crash"),
     "verdict-chain": ("db", {"CrashLoopBackOff"}, "db: data directory", "brk-verdict-chain"),
+    # the image lacks the compile's tool (exit 127): its own output and the host action's hint
+    "verdict-toolless": ("compile", {"CommandFailed"}, "nosuchtool: not found", "brk-verdict-toolless"),
 }
 # way -> the bystanders' rows: never failed, never annotated; what a not-finished one says it was doing
 BYSTANDERS = {
@@ -229,6 +232,7 @@ BYSTANDERS = {
                       "web": ("skipped", "not finished: starting")},
     "verdict-chain": {"api": ("skipped", "not finished: blocked by db"),
                       "web": ("skipped", "not finished: blocked by api")},
+    "verdict-toolless": {"server": ("skipped", "not finished: blocked by compile")},
 }
 
 
@@ -263,6 +267,8 @@ def test_each_breakage_fails_the_run_with_its_own_reason(
     failure = failed[component].find("failure")
     assert failure is not None and failure.get("type") in types, case
     assert words in case, case  # a crash's and a failed Job's own last words: the container really ran
+    if way == "verdict-toolless":  # the command, its exit code, and where to run a Tiltfile that needs `go`
+        assert "exited 127" in case and "not in pyci's image" in case and HOST_ACTION in case, case
     cases = resource_cases(junit_path)
     for name, (tag, says) in BYSTANDERS.get(way, {}).items():
         element = cases[name].find(tag)

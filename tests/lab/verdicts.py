@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyci.cluster.kind import KIND_API_VERSION, merge_config, render_config
+from pyci.tilt.failures import HOST_ACTION
 from tests.conftest import LAB_BIN, REPO, lab_tool
 
 SHIM = REPO / "tools" / "kind-node" / "shim"
 KEPT = REPO / "tests" / "artifacts" / "verdicts"  # each scenario's last summary, JUnit and screenshot
 CORPUS = REPO / "tests" / "corpus" / "breakages"
 NODE_IMAGE = "pyci-lab/kind-node:v1.34.4"
+IMAGE = os.environ.get("PYCI_E2E_IMAGE", "pyci-lab/pyci:e2e")  # built by tools/build-image --reuse
 BASE = "--base-image=pyci-lab/base:latest"
 
 
@@ -51,6 +53,7 @@ class Scenario:
     others: dict[str, set[str]]
     checks: list[Callable[[Round], str | None]] = field(default_factory=list)
     timeout: str = "3m"
+    through_image: bool = False  # run as GitHub runs the docker action: pyci's image, a sibling container
 
 
 def _message_has(component: str, *words: str) -> Callable[[Round], str | None]:
@@ -71,6 +74,10 @@ SCENARIOS = {
                             [_message_has("search", "after its first pod was created",
                                           "Readiness probe failed", "503")], timeout="60s"),
     "healthy": Scenario("verdict-healthy", 0, set(), {"cart": {"healthy"}, "web": {"healthy"}}),
+    "toolless": Scenario("verdict-toolless", 1, {"compile"}, {"server": {"not finished"}},
+                         [_message_has("compile", "nosuchtool build -o build/server ./", "exited 127",
+                                       "nosuchtool: not found", "not in pyci's image", HOST_ACTION),
+                          _message_has("server", "blocked by compile")], through_image=True),
 }
 
 JUNIT_STATUS = {"failure": "failed", "error": "failed"}
@@ -135,6 +142,32 @@ def run_once(scenario: Scenario, cluster: str, namespace: str, folder: Path) -> 
                  done.stdout + done.stderr)
 
 
+def run_through_image(scenario: Scenario, cluster: str, namespace: str, folder: Path) -> Round:
+    """As GitHub starts the docker action: pyci's image beside the cluster, inputs as INPUT_*."""
+    from tests.e2e.test_corpus import as_github_action
+    from tests.lab.github import read_outputs
+
+    names: list[str] = []
+    t0 = time.monotonic()
+    done, commands, workspace = as_github_action(
+        folder, names, IMAGE, "breakages", NODE_IMAGE,
+        **{"tilt-args": f"{BASE} --break={scenario.way} --ns={namespace}", "cluster-name": cluster,
+           "namespaces": namespace, "timeout": scenario.timeout})  # type: ignore[arg-type]
+    seconds = time.monotonic() - t0
+    junit_in_container = read_outputs(commands / "set_output").get("junit", "-")
+    junit = workspace / junit_in_container.removeprefix("/github/workspace/")
+    (folder / "github").mkdir()
+    (folder / "github" / "summary").write_bytes((commands / "step_summary").read_bytes())
+    if junit.is_file():
+        (folder / "junit.xml").write_bytes(junit.read_bytes())
+    rows = junit_rows(junit) if junit.is_file() else {}
+    annotations = [line for line in done.stdout.splitlines()
+                   if line.startswith("::error") and "title=pyci" not in line]
+    heads = re.findall(r"^::error title=pyci[^:]*::(.*)$", done.stdout, re.M)
+    return Round(done.returncode, seconds, rows, annotations, heads[-1] if heads else "",
+                 done.stdout + done.stderr)
+
+
 def judge(scenario: Scenario, found: Round) -> list[str]:
     wrong = []
     if found.exit_code != scenario.exit_code:
@@ -186,6 +219,9 @@ def main(argv: list[str]) -> int:
     tally: dict[str, list[float]] = {name: [] for name in names}
     wrong_rounds = 0
     started = time.monotonic()
+    if any(SCENARIOS[name].through_image for name in names):
+        subprocess.run([str(REPO / "tools" / "build-image"), "--reuse", IMAGE], check=True,
+                       stdout=subprocess.DEVNULL, timeout=900)
     with tempfile.TemporaryDirectory(prefix="pyci-verdicts-") as tmp:
         make_cluster(cluster, Path(tmp))
         try:
@@ -193,7 +229,8 @@ def main(argv: list[str]) -> int:
                 scenario = SCENARIOS[name]
                 for i in range(1, rounds + 1):
                     folder = Path(tmp) / f"{name}-{i}"
-                    found = run_once(scenario, cluster, f"v-{name}-{i}-{os.getpid()}", folder)
+                    runner = run_through_image if scenario.through_image else run_once
+                    found = runner(scenario, cluster, f"v-{name}-{i}-{os.getpid()}", folder)
                     wrong = judge(scenario, found)
                     rows = "; ".join(f"{n}: {s}" + (f" ({m[:90]})" if m else "")
                                      for n, (s, m) in sorted(found.rows.items()))
