@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from pyci.cluster.kind import (
 )
 from pyci.results import InputError
 from pyci.settings import Settings
+from tests.unit.fixtures.tools import make_tool
 
 USER = """\
 kind: Cluster
@@ -203,3 +205,32 @@ def test_a_lost_api_server_port_race_is_retried_once_and_the_cluster_is_made(tmp
         assert made.count(["create", "cluster"]) == 2 and ["delete", "cluster"] in made, made
         assert (state / "created").exists()
     assert not (state / "created").exists()  # the stack's cleanup deleted what the run made
+
+
+@pytest.mark.parametrize("env_network, nodes_on, joined", [
+    ("", "kind", "kind"),
+    ("pyci-e2e-corpus-1", "kind bridge", "kind"),  # the variable names where kind would create, not this
+    ("pyci-e2e-corpus-1", "pyci-e2e-corpus-1", "pyci-e2e-corpus-1"),
+    ("other", "lab-net", "lab-net"),
+])
+def test_a_reused_cluster_is_reached_on_the_network_its_nodes_are_on(
+        tmp_path, monkeypatch, env_network: str, nodes_on: str, joined: str) -> None:
+    """Seen through the image: KIND_EXPERIMENTAL_DOCKER_NETWORK named a network that did not exist, the
+    reused cluster's nodes were on `kind`, and joining the named one was an unexpected 404."""
+    kind = tmp_path / "kind"
+    kind.write_text(FAKE_KIND)
+    kind.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "created").touch()  # the cluster exists: reused
+    make_tool(tmp_path / "bin", "docker", nodes_on)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("TOOL_LOG", str(tmp_path / "tools.log"))
+    monkeypatch.setenv("CALLS", str(tmp_path / "calls"))
+    monkeypatch.setenv("STATE", str(state))
+    monkeypatch.setenv("KIND_EXPERIMENTAL_DOCKER_NETWORK", env_network)
+    with contextlib.ExitStack() as stack:
+        info = KindProvider("x", tmp_path / "work", kind_bin=str(kind)).create(stack)
+    assert info.network == joined
+    assert "docker inspect --format" in (tmp_path / "tools.log").read_text()
+    assert (state / "created").exists()  # reused: never deleted

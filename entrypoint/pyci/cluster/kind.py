@@ -167,9 +167,11 @@ class KindProvider:
 
     def create(self, stack: contextlib.ExitStack) -> ClusterInfo:
         kubeconfig = self.workdir / "kubeconfig"
+        network = self.network
         if self.exists():
             log.info("kind cluster %s exists: reusing it (it will not be deleted)", self.name)
             write_private(kubeconfig, self._check(["get", "kubeconfig", "--name", self.name]))
+            network = self._nodes_network()
         else:
             # Registered before kind starts: a cancel during `kind create` leaves no half-made cluster.
             stack.callback(self.delete)
@@ -185,8 +187,28 @@ class KindProvider:
             internal_kubeconfig=internal,
             context=self.context,
             nodes=self.nodes(),
-            network=self.network,
+            network=network,
         )
+
+    def _nodes_network(self) -> str:
+        """The docker network a reused cluster's nodes are on: KIND_EXPERIMENTAL_DOCKER_NETWORK says
+        where kind puts a cluster it creates, not where someone else's cluster is."""
+        wanted, nodes = self.network, self.nodes()
+        if not nodes:
+            return wanted
+        template = "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"
+        try:
+            done = subprocess.run(["docker", "inspect", "--format", template, nodes[0]], capture_output=True,
+                                  text=True, timeout=self.command_timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return wanted
+        on = done.stdout.split() if done.returncode == 0 else []
+        if not on or wanted in on:
+            return wanted
+        found = "kind" if "kind" in on else on[0]
+        log.info("kind cluster %s: its nodes are on docker network %s, not %s: using %s",
+                 self.name, found, wanted, found)
+        return found
 
     def create_args(self, config_file: Path, kubeconfig: Path) -> list[str]:
         args = ["create", "cluster", "--name", self.name, "--config", str(config_file)]
