@@ -272,3 +272,27 @@ def test_the_real_tiltfile_load_error_snapshot_is_one_tiltfile_result():
     assert (tf.name, tf.reason) == ("Tiltfile", "TiltfileError")
     assert isinstance(tf.location, SourceLocation) and (tf.location.line, tf.location.col) == (4, 1)
     assert "cannot load ext://restart_process" in (tf.message or "")
+
+
+def test_a_tiltfile_error_the_snapshot_lags_on_is_read_from_the_live_log(tmp_path):
+    # Seen in CI: tilt ci stopped on the load error while its snapshot still had `(Tiltfile)` "update
+    # in progress" with no log; the live log (unprefixed lines) had printed the traceback.
+    res = [ResourceResult("Tiltfile", "tilt", False, reason="TiltfileError", message="update in progress")]
+    live = {"(Tiltfile)": ["Tilt started on http://localhost:40067/",
+                           f"Loading Tiltfile at: {tmp_path}/Tiltfile",
+                           "Traceback (most recent call last):",
+                           f"  {tmp_path}/Tiltfile:4:1: in <toplevel>",
+                           "Error: cannot load ext://restart_process: loading extension repo default"]}
+    [tf] = failures.explain(res, failures.resource_tails(live, {}, ["Tiltfile"]), False, [tmp_path])
+    assert tf.location == SourceLocation("Tiltfile", 4, 1), tf
+    assert tf.message == "Tiltfile:4:1: Error: cannot load ext://restart_process: loading extension repo default"
+    assert "Traceback" in tf.logs
+
+
+def test_a_tiltfile_error_already_located_is_not_overwritten_by_the_live_log(tmp_path):
+    error = f"Traceback (most recent call last):\n  {tmp_path}/Tiltfile:2:1: in <toplevel>\nError: x"
+    res = [ResourceResult("(Tiltfile)", "tilt", False, reason="BuildFailed", message=error)]
+    live = {"(Tiltfile)": ["Traceback (most recent call last):", f"  {tmp_path}/Tiltfile:9:1: in <toplevel>",
+                           "Error: y"]}
+    [tf] = failures.explain(res, live, False, [tmp_path])
+    assert tf.location == SourceLocation("Tiltfile", 2, 1)

@@ -20,6 +20,7 @@ from pyci.results import Cancelled, InputError, PyciError, ResourceResult
 from pyci.settings import Settings
 from pyci.tilt import failures
 from pyci.tilt.logs import LOG_TAIL_LINES, error_line, split_log_line
+from pyci.tilt.uiresource import TILTFILE_RESOURCE
 from pyci.tilt.session import Poller
 
 Log = Callable[[str], None]
@@ -191,10 +192,10 @@ def _follow(proc: subprocess.Popen[str], poller: Poller, watch: _Watch, log_path
             if item.strip().startswith("Error: "):
                 followed.error_lines.append(item)
             prefix, text = split_log_line(item)
-            if prefix:
-                tail = followed.tails.setdefault(prefix, [])
-                tail.append(text)
-                del tail[:-LOG_TAIL_LINES]
+            # Unprefixed lines are tilt's own and the Tiltfile's (its traceback, when it fails to load).
+            tail = followed.tails.setdefault(prefix or TILTFILE_RESOURCE, [])
+            tail.append(text)
+            del tail[:-LOG_TAIL_LINES]
 
 
 def _read_snapshot(path: Path, redact: Callable[[str], str], log: Log) -> dict[str, Any] | None:

@@ -229,10 +229,23 @@ def explain(resources: Sequence[ResourceResult], logs: Mapping[str, Sequence[str
     out = []
     for r in resources:
         if r.name in (TILTFILE_RESOURCE, TILTFILE_RESULT) and not r.ok:
-            out.append(_located(r if r.reason == "TiltfileError" else tiltfile_result(r), roots))
+            result = r if r.reason == "TiltfileError" else tiltfile_result(r)
+            out.append(_located(_from_live_log(result, logs.get(TILTFILE_RESOURCE, ())), roots))
         else:
             out.append(_command(r, logs.get(r.name, ()), in_image))
     return out
+
+
+def _from_live_log(result: ResourceResult, lines: Sequence[str]) -> ResourceResult:
+    """`tilt ci` can stop on a Tiltfile that fails to load before its snapshot says so (seen in CI:
+    `(Tiltfile)` still "update in progress", no log): the live log printed the traceback."""
+    if result.location is not None or not lines:
+        return result
+    parsed = tiltfile.parse_error("\n".join(lines))
+    if parsed is None or parsed.location is None:
+        return result
+    return dataclasses.replace(result, message=parsed.message, location=parsed.location,
+                               logs=result.logs or "\n".join(lines))
 
 
 def _located(result: ResourceResult, roots: Sequence[Path]) -> ResourceResult:
