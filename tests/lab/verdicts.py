@@ -42,6 +42,7 @@ class Round:
     annotations: list[str]
     headline: str
     log: str = ""
+    summary: str = ""  # the step summary a reader opens
 
 
 @dataclass
@@ -54,6 +55,13 @@ class Scenario:
     checks: list[Callable[[Round], str | None]] = field(default_factory=list)
     timeout: str = "3m"
     through_image: bool = False  # run as GitHub runs the docker action: pyci's image, a sibling container
+
+
+def _summary_has(*words: str) -> Callable[[Round], str | None]:
+    def check(found: Round) -> str | None:
+        missing = [w for w in words if w not in found.summary]
+        return f"the summary lacks {missing}" if missing else None
+    return check
 
 
 def _message_has(component: str, *words: str) -> Callable[[Round], str | None]:
@@ -76,7 +84,8 @@ SCENARIOS = {
     "healthy": Scenario("verdict-healthy", 0, set(), {"cart": {"healthy"}, "web": {"healthy"}}),
     "toolless": Scenario("verdict-toolless", 1, {"compile"}, {"server": {"not finished"}},
                          [_message_has("compile", "nosuchtool build -o build/server ./", "exited 127",
-                                       "nosuchtool: not found", "not in pyci's image", HOST_ACTION),
+                                       "not in pyci's image", HOST_ACTION),
+                          _summary_has("nosuchtool: not found"),  # the shell's own words, in its log block
                           _message_has("server", "blocked by compile")], through_image=True),
 }
 
@@ -138,8 +147,9 @@ def run_once(scenario: Scenario, cluster: str, namespace: str, folder: Path) -> 
     annotations = [line for line in done.stdout.splitlines()
                    if line.startswith("::error") and "title=pyci" not in line]
     heads = re.findall(r"^::error title=pyci[^:]*::(.*)$", done.stdout, re.M)
+    summary = files / "summary"
     return Round(done.returncode, seconds, rows, annotations, heads[-1] if heads else "",
-                 done.stdout + done.stderr)
+                 done.stdout + done.stderr, summary.read_text(encoding="utf-8") if summary.exists() else "")
 
 
 def run_through_image(scenario: Scenario, cluster: str, namespace: str, folder: Path) -> Round:
@@ -165,7 +175,7 @@ def run_through_image(scenario: Scenario, cluster: str, namespace: str, folder: 
                    if line.startswith("::error") and "title=pyci" not in line]
     heads = re.findall(r"^::error title=pyci[^:]*::(.*)$", done.stdout, re.M)
     return Round(done.returncode, seconds, rows, annotations, heads[-1] if heads else "",
-                 done.stdout + done.stderr)
+                 done.stdout + done.stderr, (commands / "step_summary").read_text(encoding="utf-8"))
 
 
 def judge(scenario: Scenario, found: Round) -> list[str]:
