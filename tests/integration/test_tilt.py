@@ -231,7 +231,7 @@ def test_without_the_nudge_the_held_resource_waits_out_the_timeout_and_says_why(
     [seed] = out.resources
     assert (seed.name, seed.reason) == ("seed", "NotBuilt"), seed
     message = seed.message or ""
-    assert "held for the enable status of seed" in message and "tilt race" in message, message
+    assert "held for its own enable status" in message and "tilt race" in message, message
     assert 8 <= took < 30, took
 
 

@@ -460,7 +460,7 @@ def test_real_held_snapshot_is_reported_as_tilts_race_not_a_bare_wait():
     [res] = tilt.resources_from_snapshot(_held_snapshot(), exit_code=1)
     assert (res.name, res.ok, res.reason) == ("seed", False, "NotBuilt")
     assert res.message is not None
-    assert "held for the enable status of seed" in res.message and "tilt race" in res.message, res.message
+    assert "held for its own enable status" in res.message and "tilt race" in res.message, res.message
 
 
 def test_held_on_enable_names_the_resource_once_the_tiltfile_loaded_a_while_ago():
@@ -510,3 +510,15 @@ def test_poller_nudges_a_held_resource_at_most_nudges_times(monkeypatch):
     notes = [poller.notes.get_nowait() for _ in range(poller.notes.qsize())]
     assert len(notes) == tilt.NUDGES and all("seed is held for its enable status" in n and "nudged it" in n
                                             for n in notes)
+
+
+def test_a_resource_held_for_its_own_enable_status_is_not_listed_as_its_own_dependency():
+    from pyci.tilt import uiresource
+
+    # Seen in the verdict matrix: `uncategorized` "held for the enable status of compile, uncategorized".
+    status = {"waiting": {"reason": "tiltfile-reload", "on": [{"kind": "UIResource", "name": "compile"},
+                                                              {"kind": "UIResource", "name": "uncategorized"}]}}
+    assert uiresource.waiting_on(status, "uncategorized") == (
+        "held for its own enable status and that of compile")
+    alone = {"waiting": {"reason": "tiltfile-reload", "on": [{"kind": "UIResource", "name": "db"}]}}
+    assert uiresource.waiting_on(alone, "db") == "held for its own enable status"

@@ -53,7 +53,7 @@ def _why_from_uiresource(resource: Mapping[str, Any]) -> str | None:
     if update == "in_progress":
         return "image build" if (status.get("specs") and _has_image(status)) else "updating"
     if update == "pending":
-        waiting = waiting_on(status)
+        waiting = waiting_on(status, str((resource.get("metadata") or {}).get("name") or ""))
         return f"update pending: {waiting}" if waiting else "update pending"
     if runtime == "error":
         pod = (status.get("k8sResourceInfo") or {}).get("podStatus")

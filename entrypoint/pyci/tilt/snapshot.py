@@ -66,7 +66,7 @@ def resource_result(resource: Mapping[str, Any], started: float | None) -> Resou
         message = str(ready.get("message") or "") or f"runtime error (pod status {pod_status or 'unknown'})"
     elif update in ("pending", "in_progress"):
         reason, message = "NotBuilt", f"update {update.replace('_', ' ')}"
-        waiting = waiting_on(status)
+        waiting = waiting_on(status, res_name)
         if waiting:
             message += f": {waiting}"
         blocked_by = blocked_on(status, res_name)

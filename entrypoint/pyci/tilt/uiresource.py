@@ -85,12 +85,17 @@ def blocked_on(status: Mapping[str, Any], own_name: str = "") -> list[str]:
     return found
 
 
-def waiting_on(status: Mapping[str, Any]) -> str:
-    """What a pending resource waits on, in words ("waiting on db")."""
+def waiting_on(status: Mapping[str, Any], own_name: str = "") -> str:
+    """What a pending resource waits on, in words ("waiting on db"). A resource tilt holds for its
+    own enable status is named as "its own", not in a list beside the others (read as a dependency)."""
     waiting = status.get("waiting") or {}
     names = [str(ref.get("name")) for ref in waiting.get("on") or [] if ref.get("name")]
     if waiting.get("reason") == "tiltfile-reload" and names:
-        return "held for the enable status of " + ", ".join(names)
+        others = ", ".join(n for n in names if n != own_name)
+        if own_name not in names:
+            return f"held for the enable status of {others}"
+        return f"held for its own enable status and that of {others}" if others else \
+            "held for its own enable status"
     if names:
         return "waiting on " + ", ".join(names)
     reason = str(waiting.get("reason") or "")
