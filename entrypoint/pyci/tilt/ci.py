@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pyci.tiltfile import workspace_roots
 from pyci.results import Cancelled, InputError, PyciError, ResourceResult
 from pyci.settings import Settings
 from pyci.tilt import failures
 from pyci.tilt.logs import LOG_TAIL_LINES, error_line, split_log_line
 from pyci.tilt.session import Poller
+from pyci.tiltfile import workspace_roots
 
 Log = Callable[[str], None]
 
