@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.conftest import REPO
 from tests.e2e import test_remote
 from tests.e2e.test_corpus import SHIM
 from tests.e2e.test_kind import without_kind_network
-from tests.e2e.test_remote import _leftovers, _sweep, dockerd_capbnd, run_in_the_job
+from tests.e2e.test_remote import _leftovers, _sweep, dockerd_capbnd
 from tests.integration._pyci_helpers import RemoteDaemon
 from tests.unit.test_gitlab import END, START, merged
 
@@ -65,7 +66,7 @@ def gitlab_job(image_rootfs: Path, daemon: RemoteDaemon, example: str, cluster: 
     had_kind_network = bool(docker_client.networks.list(names=["kind"]))
     started = time.monotonic()
     try:
-        done = run_in_the_job(daemon, image_rootfs, PROJECT, env, "/bin/sh", "-e", "/gitlab-job.sh")
+        done = run_raw(daemon, image_rootfs, env, "/bin/sh", "-e", "/gitlab-job.sh")
     finally:
         seconds = time.monotonic() - started
         leftovers = _leftovers(docker_client, cluster)
@@ -74,6 +75,17 @@ def gitlab_job(image_rootfs: Path, daemon: RemoteDaemon, example: str, cluster: 
             without_kind_network(docker_client)
     assert leftovers == [], leftovers
     return done.returncode, done.stdout + done.stderr, project, seconds
+
+
+def run_raw(daemon: RemoteDaemon, rootfs: Path, env: dict[str, str],
+            *command: str) -> subprocess.CompletedProcess[str]:
+    """run_in_the_job, with the log as the runner gets it: text mode would turn the `\r` in a section
+    line into a line break."""
+    cmd = ["ip", "netns", "exec", daemon.netns, "unshare", "--pid", "--fork", "--mount-proc",
+           "--root", str(rootfs), "--wd", PROJECT, *command]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+    return subprocess.CompletedProcess(cmd, done.returncode, done.stdout.decode(errors="replace"),
+                                       done.stderr.decode(errors="replace"))
 
 
 def reports(project: Path) -> dict[str, Path]:
