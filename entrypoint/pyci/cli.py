@@ -209,8 +209,12 @@ def publish(result: RunResult, settings: Settings, platform: platforms.Platform)
             platform.warning(f"could not write the step summary: {err}")
     try:
         platform.set_outputs(report.outputs(result, secrets))
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: more than the CI takes (GitLab's dotenv limit)
         platform.warning(f"could not write the outputs: {err}")
+    try:
+        platform.write_findings(result, settings.tiltfile_path, secrets)
+    except OSError as err:
+        platform.warning(f"could not write the Code Quality report: {err}")
     _component_logs_and_timeline(result, settings, platform, secrets)
     if result.exit_code == ExitCode.HEALTHY:
         platform.info(f"✅ {result.headline}")

@@ -302,8 +302,10 @@ def _explain_failure(state: Run, api: Any, found: list[ResourceResult], outcome:
 
 
 def _workspace() -> Path:
-    """What annotation paths are relative to: the repository on GitHub, else where pyci runs."""
-    return Path(os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
+    """What annotation paths are relative to: the repository on GitHub or GitLab, else where pyci runs."""
+    from pyci import tiltfile
+
+    return tiltfile.workspace_roots(os.environ)[0]
 
 
 def _preflight(state: Run) -> None:
@@ -324,7 +326,7 @@ def _preflight(state: Run) -> None:
                                 f"in {found.seconds:.2f}s")
         if error is None or error.environmental:
             return
-        roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+        roots = tiltfile.workspace_roots(os.environ)
         where = tiltfile.relative_location(error.location, roots) if error.location else None
         state.resources = [ResourceResult(name="Tiltfile", source="tilt", ok=False, reason="TiltfileError",
                                           message=f"{where}: {error.message}" if where else error.message,

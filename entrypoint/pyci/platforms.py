@@ -1,4 +1,4 @@
-"""The CI platform we run on: GitHub Actions, CircleCI, or a local terminal.
+"""The CI platform we run on: GitHub Actions, CircleCI, GitLab CI, or a local terminal.
 
 Each platform shows the same things its own way: log groups with the stage duration, warnings and
 errors (annotations on GitHub), secret masks, outputs, the step summary, and the folders the CI stores.
@@ -13,17 +13,19 @@ CircleCI has no outputs or summary mechanism, so the orb collects files instead:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shlex
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from pyci.results import Status, format_duration, rendering
+from pyci import gitlab
+from pyci.results import RunResult, Status, format_duration, rendering
 from pyci.tiltfile import SourceLocation
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary larger than 1 MiB
@@ -179,6 +181,10 @@ class Platform:
     def write_summary(self, markdown: str) -> None:
         self.info(markdown)
 
+    def write_findings(self, result: RunResult, tiltfile: Path, secrets: Iterable[str]) -> None:
+        """Causes as the CI's review tool reads them from a file (GitLab's Code Quality), at their
+        location (the Tiltfile's first line when a cause has none); the log has them already."""
+
 
 class Local(Platform):
     name = "local"
@@ -313,9 +319,73 @@ class CircleCI(Platform):
                 file.write(f"export {name}={shlex.quote(value)}\n")
 
     def write_summary(self, markdown: str) -> None:
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.artifacts_dir / "summary.md", "a", encoding="utf-8") as file:
-            file.write(self.redact(markdown).rstrip("\n") + "\n")
+        _summary_file(self.artifacts_dir, self.redact(markdown))
+
+
+def _summary_file(folder: Path, markdown: str) -> None:
+    """Where a CI has no step summary: summary.md among the artifacts it keeps."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "summary.md", "a", encoding="utf-8") as file:
+        file.write(markdown.rstrip("\n") + "\n")
+
+
+class GitLab(Platform):
+    """GitLab CI (gitlab/pyci.gitlab-ci.yml): collapsible sections, and the report files the template's
+    `artifacts:reports` collect (JUnit, dotenv outputs, Code Quality). GitLab masks masked CI/CD
+    variables in the job log itself, and has no command to mask a value found at run time: those (a
+    registry password given otherwise, `::add-mask::` lines) are redacted by pyci alone."""
+
+    name = "gitlab"
+
+    _open_groups = 0
+    _sections = 0  # how many opened: each section's name is unique in the job
+    _section = ""
+    wall = staticmethod(time.time)  # section timestamps are Unix seconds
+
+    @property
+    def test_results_dir(self) -> Path:
+        return gitlab.reports_dir(self.environ)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return gitlab.project_dir(self.environ) / gitlab.ARTIFACTS
+
+    def input_defaults(self) -> dict[str, str]:
+        return {"junit": str(self.test_results_dir / gitlab.JUNIT), "artifacts-dir": str(self.artifacts_dir)}
+
+    def _open_group(self, title: str) -> None:
+        with self._lock:
+            self._open_groups += 1
+            if self._open_groups > 1:  # sections must close in order: a concurrent stage is a heading
+                super()._open_group(title)
+                return
+            self._sections += 1
+            self._section = gitlab.section_name(title, self._sections)
+            self._write(gitlab.section_start(self._section, self._paint(title, "1"), self.wall()))
+
+    def _close_group(self, title: str, seconds: float, status: Status) -> None:
+        with self._lock:
+            self._open_groups -= 1
+            if self._open_groups == 0 and self._section:
+                self._write(gitlab.section_end(self._section, self.wall()))
+                self._section = ""
+            super()._close_group(title, seconds, status)  # after the section: visible while folded
+
+    def set_outputs(self, outputs: Mapping[str, str]) -> None:
+        super().set_outputs(outputs)
+        self.test_results_dir.mkdir(parents=True, exist_ok=True)
+        (self.test_results_dir / gitlab.DOTENV).write_text(gitlab.dotenv(outputs), encoding="utf-8")
+
+    def write_summary(self, markdown: str) -> None:
+        _summary_file(self.artifacts_dir, self.redact(markdown))
+
+    def write_findings(self, result: RunResult, tiltfile: Path, secrets: Iterable[str]) -> None:
+        project = gitlab.project_dir(self.environ)
+        found = gitlab.code_quality(result.resources, project,
+                                    gitlab.relative_to_project(str(tiltfile.resolve()), project), secrets)
+        self.test_results_dir.mkdir(parents=True, exist_ok=True)
+        # Written on success too: an empty report tells the merge request the causes are gone.
+        (self.test_results_dir / gitlab.CODE_QUALITY).write_text(json.dumps(found, indent=2) + "\n")
 
 
 def detect(environ: Mapping[str, str], out: TextIO | None = None) -> Platform:
@@ -326,6 +396,8 @@ def detect(environ: Mapping[str, str], out: TextIO | None = None) -> Platform:
         return GitHubActions(stream, environ)
     if environ.get("CIRCLECI") == "true":
         return CircleCI(stream, environ, color=not no_color)  # CircleCI renders ANSI colours
+    if gitlab.detected(environ):
+        return GitLab(stream, environ, color=not no_color)  # so does GitLab
     return Local(stream, environ, color=_is_tty(stream) and not no_color)
 
 

@@ -87,14 +87,16 @@ class Rendering:
     annotate: bool  # an ::error annotation (a cause)
     log_mark: str  # the terminal's mark on a log group's closing line
     fails_run: bool  # a component in this status means the app did not start (exit 1)
+    # A GitLab Code Quality entry on the merge request (its severity), like an annotation: causes only.
+    code_quality: str | None
 
 
 RENDERING: dict[Status, Rendering] = {
-    Status.HEALTHY: Rendering("✅", "healthy", None, None, False, "✓", False),
-    Status.FAILED: Rendering("❌", "failed", "failure", "error", True, "✗", True),
-    Status.NOT_FINISHED: Rendering("⏸️", "not finished", "skipped", "skipped", False, "…", True),
-    Status.STOPPED: Rendering("⏹️", "stopped", "skipped", "skipped", False, "⏹", False),
-    Status.SKIPPED: Rendering("⏭️", "skipped", "skipped", "skipped", False, "-", False),
+    Status.HEALTHY: Rendering("✅", "healthy", None, None, False, "✓", False, None),
+    Status.FAILED: Rendering("❌", "failed", "failure", "error", True, "✗", True, "critical"),
+    Status.NOT_FINISHED: Rendering("⏸️", "not finished", "skipped", "skipped", False, "…", True, None),
+    Status.STOPPED: Rendering("⏹️", "stopped", "skipped", "skipped", False, "⏹", False, None),
+    Status.SKIPPED: Rendering("⏭️", "skipped", "skipped", "skipped", False, "-", False, None),
 }
 
 

@@ -1,4 +1,4 @@
-"""One validated, frozen Settings from GitHub (INPUT_*), CircleCI (PYCI_*) and CLI flags.
+"""One validated, frozen Settings from GitHub (INPUT_*), CircleCI and GitLab (PYCI_*) and CLI flags.
 
 CONTRACT (other modules rely on these field names and types; loading is implemented below).
 
@@ -379,6 +379,8 @@ def run_id(environ: Mapping[str, str]) -> str:
     elif environ.get("CIRCLE_WORKFLOW_ID") or environ.get("CIRCLE_BUILD_NUM"):
         workflow = (environ.get("CIRCLE_WORKFLOW_ID") or "")[:8]
         candidate = "-".join(p for p in ("cci", workflow, environ.get("CIRCLE_BUILD_NUM") or "") if p)
+    elif environ.get("CI_JOB_ID"):  # GitLab: the job id is unique on its instance
+        candidate = f"gl-{environ['CI_JOB_ID']}"
     else:
         candidate = ""
     safe = _RUN_ID_UNSAFE.sub("-", candidate.lower()).strip("-")[:40].strip("-")

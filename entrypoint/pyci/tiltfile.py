@@ -252,6 +252,15 @@ def _tail(text: str, limit: int = 300) -> str:
     return text[-limit:]
 
 
+# The repository's checkout on GitHub and on GitLab: where a diff (or a merge request) has its paths.
+WORKSPACE_VARIABLES = ("GITHUB_WORKSPACE", "CI_PROJECT_DIR")
+
+
+def workspace_roots(environ: Mapping[str, str]) -> list[Path]:
+    """What source paths are shown relative to: the CI's checkout, else where pyci runs."""
+    return [Path(p) for p in (*(environ.get(v) for v in WORKSPACE_VARIABLES), os.getcwd()) if p]
+
+
 def relative_location(location: SourceLocation, roots: Sequence[Path]) -> SourceLocation:
     """The path as GitHub wants it in an annotation: relative to the workspace (the repository)."""
     path = Path(location.path)

@@ -56,7 +56,7 @@ def node_image(docker_client, lab_images) -> str:
 # after another on one worker; every other test (its own cluster on a network of its own, or none)
 # goes wherever a worker is free, except tests that must not meet (TOGETHER: same group, one worker).
 KIND_NETWORK = {
-    "test_kind.py", "test_kind_share.py", "test_kind_buildahead.py", "test_remote.py",
+    "test_kind.py", "test_kind_share.py", "test_kind_buildahead.py", "test_remote.py", "test_gitlab.py",
     "test_image.py::test_green_on_real_kind_as_a_github_docker_action_sibling",
     "test_image.py::test_docker_kill_of_the_action_container_leaves_nothing",
     "test_act.py::test_kitchen_sink_green_on_real_kind_through_act",

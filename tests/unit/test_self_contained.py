@@ -17,7 +17,7 @@ from tests.schemas import SCHEMAS
 REPO = Path(__file__).resolve().parents[2]
 # The unit tests that read tests/schemas: they must pass in the copy, not merely be collected.
 SCHEMA_USERS = ("test_action_yml.py", "test_workflows.py", "test_orb.py", "test_report.py",
-                "test_report_real_snapshot.py")
+                "test_report_real_snapshot.py", "test_gitlab.py")
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
 
 
@@ -54,7 +54,7 @@ def counts(out: str) -> dict[str, int]:
 def test_a_copy_of_the_repository_alone_collects_and_passes_its_schema_tests(tmp_path: Path):
     assert SCHEMAS.is_relative_to(REPO) and sorted(p.name for p in SCHEMAS.glob("*.*")) == [
         "README.md", "circleci-config.schema.json", "github-action.schema.json",
-        "github-workflow.schema.json", "junit-10.xsd"]
+        "github-workflow.schema.json", "gitlab-ci.schema.json", "junit-10.xsd"]
     tree = copy_repo(tmp_path / "clone")
     assert not (tree.parent / "shared").exists()
     # This checkout's collection runs meanwhile: it is what the copy must match.

@@ -1,5 +1,6 @@
 """Every renderer says the same: generated run states, each component's and stage's status read back
-from the summary, JUnit, annotations, the log group's closing line, the outputs and the exit code."""
+from the summary, JUnit, annotations, GitLab's Code Quality, the log group's closing line, the outputs and
+the exit code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyci import components, report
+from pyci import components, gitlab, report
 from pyci.platforms import GitHubActions, detect
 from pyci.results import RENDERING, ExitCode, ResourceResult, RunResult, StageResult, Status, rendering
 
@@ -117,6 +118,9 @@ def test_every_renderer_agrees_on_every_status_and_count(tmp_path: Path, result:
         platform.error(f"{r.name}: {r.reason or 'failed'}", r.message or "not healthy")
     titles = re.findall(r"^::error title=(.+?)%3A", out.getvalue(), re.M)  # `:` in a property is %3A
     assert titles == [r.name for r in failed]
+    # GitLab's Code Quality findings on the merge request: the same causes, never a bystander
+    findings = gitlab.code_quality(result.resources, Path("/project"), "Tiltfile")
+    assert [f["description"].split(":")[0] for f in findings] == [r.name for r in failed]
     # the log group's closing line: its mark
     for st_ in result.stages:
         platform, out = github(tmp_path)
@@ -138,3 +142,4 @@ def test_the_table_covers_every_status() -> None:
     assert set(RENDERING) == set(Status)
     assert len({r.icon for r in RENDERING.values()}) == len(Status)  # a reader tells them apart
     assert [s for s, r in RENDERING.items() if r.annotate] == [Status.FAILED]
+    assert [s for s, r in RENDERING.items() if r.code_quality] == [Status.FAILED]

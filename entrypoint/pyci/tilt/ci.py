@@ -20,8 +20,9 @@ from pyci.results import Cancelled, InputError, PyciError, ResourceResult
 from pyci.settings import Settings
 from pyci.tilt import failures
 from pyci.tilt.logs import LOG_TAIL_LINES, error_line, split_log_line
-from pyci.tilt.uiresource import TILTFILE_RESOURCE
 from pyci.tilt.session import Poller
+from pyci.tilt.uiresource import TILTFILE_RESOURCE
+from pyci.tiltfile import workspace_roots
 
 Log = Callable[[str], None]
 
@@ -258,7 +259,7 @@ def run_ci(
                 proc.stdout.close()
     error = STOPPED_ERROR if followed.stopped else error_line(followed.error_lines)
     data = _read_snapshot(snapshot_path, redact, log)
-    roots = [Path(p) for p in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()) if p]
+    roots = workspace_roots(os.environ)
     resources = failures.results(data, exit_code, followed.tails, poller.last_session, error,
                                  failures.in_image(os.environ), roots, resource_deps)
     if exit_code != 0 and resources and all(r.ok for r in resources) and error:
