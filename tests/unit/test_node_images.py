@@ -20,7 +20,8 @@ VERSIONS_ENV = Path(__file__).resolve().parents[2] / "entrypoint" / "pyci" / "ve
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "Tiltfile").write_text("")
     monkeypatch.chdir(tmp_path)
-    for name in ("INPUT_NODE_IMAGE", "PYCI_NODE_IMAGE", "INPUT_KUBERNETES_VERSION", "PYCI_KUBERNETES_VERSION"):
+    for name in ("INPUT_NODE_IMAGE", "PYCI_NODE_IMAGE", "INPUT_KUBERNETES_VERSION",
+                 "PYCI_KUBERNETES_VERSION"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -97,7 +98,8 @@ def test_environment_inputs_and_the_dry_run_plan(workspace: Path, monkeypatch: p
     out = capsys.readouterr().out
     assert f"kind cluster k8s ({node_images.IMAGES['1.31.12']} for Kubernetes 1.31.12)" in out
     assert cli.main(["run", "--dry-run", "--cluster-name", "k8s", "--node-image", "mine:v1"]) == 0
-    assert "kind cluster k8s (mine:v1 (node-image wins over kubernetes-version 1.31.12))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "kind cluster k8s (mine:v1 (node-image wins over kubernetes-version 1.31.12))" in out
 
 
 @pytest.mark.parametrize(("image", "version", "minor"), [
