@@ -54,7 +54,7 @@ def judge_inotify(name: str, value: int, can_raise: bool) -> tuple[str, str]:
     if value >= want:
         return OK, ""
     if can_raise:
-        return RAISE, f"fs.inotify.{name}: raised from {value} to {want} for this run (restored at cleanup)"
+        return RAISE, f"fs.inotify.{name}: raised from {value} to {want} for this run"
     fix = f"`sysctl -w fs.inotify.{name}={want}` on the Docker host"
     if value < floor:
         return STOP, f"fs.inotify.{name} is {value}, below the {floor} a kind cluster needs: run {fix}"

@@ -114,8 +114,8 @@ def test_instances_at_8_as_root_are_raised_for_the_run_and_restored_at_cleanup(p
     stack, said, warned = run_check(proc)
     assert read(proc) == (512, 524288)
     assert said == [
-        "fs.inotify.max_user_instances: raised from 8 to 512 for this run (restored at cleanup)",
-        "fs.inotify.max_user_watches: raised from 192540 to 524288 for this run (restored at cleanup)"]
+        "fs.inotify.max_user_instances: raised from 8 to 512 for this run",
+        "fs.inotify.max_user_watches: raised from 192540 to 524288 for this run"]
     assert warned == []
     said.clear()
     stack.close()  # the run's cleanup
