@@ -66,6 +66,7 @@ def _plan_cluster(settings: Settings) -> list[str]:
     return [
         f"  cluster       kind cluster {settings.cluster_name} ({image}{merged})",
         f"                node container {name}-control-plane, kube context kind-{name}",
+        "                first the host's limits: inotify, free disk, Docker version, cgroup v1",
     ]
 
 

@@ -97,6 +97,7 @@ def test_environment_inputs_and_the_dry_run_plan(workspace: Path, monkeypatch: p
     assert cli.main(["run", "--dry-run", "--cluster-name", "k8s"]) == 0
     out = capsys.readouterr().out
     assert f"kind cluster k8s ({node_images.IMAGES['1.31.12']} for Kubernetes 1.31.12)" in out
+    assert "first the host's limits: inotify, free disk, Docker version, cgroup v1" in out
     assert cli.main(["run", "--dry-run", "--cluster-name", "k8s", "--node-image", "mine:v1"]) == 0
     out = capsys.readouterr().out
     assert "kind cluster k8s (mine:v1 (node-image wins over kubernetes-version 1.31.12))" in out
