@@ -170,8 +170,9 @@ class _Made:
 
 
 def _docker(state: Run, stack: contextlib.ExitStack) -> tuple[Any, Any]:
-    """The daemon's client and where pyci runs beside it; as a sibling, the reaper for `docker kill`."""
-    from pyci import reaper, topology
+    """The daemon's client and where pyci runs beside it; the host's limits (a stop there leaves nothing:
+    the reaper starts after it); as a sibling, the reaper for `docker kill`."""
+    from pyci import hostlimits, reaper, topology
 
     s = state.settings
     with state.stage("docker"):
@@ -180,9 +181,12 @@ def _docker(state: Run, stack: contextlib.ExitStack) -> tuple[Any, Any]:
     with state.stage("topology"):
         where = topology.detect(client, s.topology)
         state.platform.info(f"topology: {where.kind.value} ({where.evidence})")
-        if where.own_container_id and not s.keep_cluster:
-            # `docker kill` of this container (GitHub's cancel) ends pyci before any cleanup runs.
-            reaper.start(client, where.own_container_id, s.run_id, stack)
+    if hostlimits.applies(s, client):
+        with state.stage("host limits"):
+            hostlimits.check(s, client, where.kind.value, stack, state.platform.info, state.platform.warning)
+    if where.own_container_id and not s.keep_cluster:
+        # `docker kill` of this container (GitHub's cancel) ends pyci before any cleanup runs.
+        reaper.start(client, where.own_container_id, s.run_id, stack)
     _check_cancel(state)
     return client, where
 

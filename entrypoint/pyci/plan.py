@@ -58,11 +58,15 @@ def _plan_cluster(settings: Settings) -> list[str]:
         kubeconfig = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         return [f"  cluster       existing cluster from kubeconfig {kubeconfig}"]
     name = settings.cluster_name
-    image = settings.node_image or "kind's default node image"
+    image = settings.kind_node_image or "kind's default node image"
+    if settings.kubernetes_version:
+        image += (f" (node-image wins over kubernetes-version {settings.kubernetes_version})"
+                  if settings.node_image else f" for Kubernetes {settings.kubernetes_version}")
     merged = f", merged with {settings.kind_config}" if settings.kind_config else ""
     return [
         f"  cluster       kind cluster {settings.cluster_name} ({image}{merged})",
         f"                node container {name}-control-plane, kube context kind-{name}",
+        "                first the host's limits: inotify, free disk, Docker version, cgroup v1",
     ]
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pyci import node_images
 from pyci.results import InputError
 from pyci.values import (  # noqa: F401 - parse_* and show are part of settings' API (tests, cli)
     MAX_DURATION,
@@ -54,6 +55,7 @@ class Settings:
     cluster_name: str = "pyci"
     kind_config: Path | None = None
     node_image: str | None = None
+    kubernetes_version: str | None = None  # a full version in node_images.IMAGES ("1.33.4")
     build_ahead: bool = True  # build image targets and pull third-party images while the cluster boots
     kubeconfig: Path | None = None  # cluster: existing (default: $KUBECONFIG or ~/.kube/config)
     registry: str = "local"  # local | none | host[:port]/path
@@ -79,6 +81,13 @@ class Settings:
     @property
     def tiltfile_path(self) -> Path:
         return self.tiltfile if self.tiltfile.is_absolute() else self.working_directory / self.tiltfile
+
+    @property
+    def kind_node_image(self) -> str | None:
+        """What `kind create --image` gets: node-image wins over kubernetes-version; None: kind's default."""
+        if self.node_image or not self.kubernetes_version:
+            return self.node_image
+        return node_images.IMAGES[self.kubernetes_version]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -119,7 +128,10 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("cluster-name", "", "Name of the kind cluster; empty: a new name per run (pyci-<random>). "
               "An existing cluster is reused only when named here."),
     InputSpec("kind-config", "", "A kind config file merged under pyci's own."),
-    InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default."),
+    InputSpec("node-image", "", "kind node image (kindest/node:...); empty: kind's default. Wins over "
+              "kubernetes-version."),
+    InputSpec("kubernetes-version", "", "Kubernetes version of the kind cluster (1.34, 1.33.4, ...): the "
+              "node image pinned by digest for the bundled kind; empty: kind's default."),
     InputSpec("build-ahead", "true", "Build the Tiltfile's images while the cluster boots (and push them "
               "into the local registry), so `tilt ci` finds them cached and pushed, and pull the "
               "third-party images the manifests name. Either way, those the daemon has are loaded into "
@@ -274,6 +286,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "tilt-args": parse_tilt_args,
     "timeout": parse_duration,
     "kind-config": Path,
+    "kubernetes-version": node_images.resolve,
     "kubeconfig": Path,
     "registry-port": int,
     "build-ahead": parse_bool,

@@ -118,6 +118,31 @@ def test_hello_is_healthy_on_a_real_kind_cluster(tmp_path: Path, node_image: str
         assert "`api`" in summary and "`migrate`" in summary
 
 
+def test_host_limits_then_green_with_node_image_winning_over_kubernetes_version(
+        tmp_path: Path, node_image: str, docker_client) -> None:
+    """Issue 22: the host limits stage runs before anything is made; where it raised inotify (root on
+    this host, where instances are 128) the run is green and the old values are back after it; the
+    lab's node image wins over kubernetes-version, in one line."""
+    inotify = Path("/proc/sys/fs/inotify")
+    names = ("max_user_instances", "max_user_watches")
+    before = {n: int((inotify / n).read_text()) for n in names}
+    may_raise = os.geteuid() == 0 and all(os.access(inotify / n, os.W_OK) for n in names)
+    cluster = f"e2e-limits-{os.getpid()}"
+    without_kind_network(docker_client)
+    with checked_cleanup(docker_client, cluster) as found:
+        done, files = pyci_run(tmp_path, "hello", cluster, node_image, "--kubernetes-version", "1.33")
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-6000:]
+        found["registry"] = read_outputs(files / "output")["registry"]
+        assert f"node-image {node_image} wins over kubernetes-version 1.33.4" in log, log[-3000:]
+        cases = {c.get("name") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+        assert "host limits" in cases, cases
+        if may_raise and before["max_user_instances"] < 512:
+            assert f"fs.inotify.max_user_instances: raised from {before['max_user_instances']} to 512" in log
+            assert f"fs.inotify.max_user_instances: restored to {before['max_user_instances']}" in log
+    assert {n: int((inotify / n).read_text()) for n in names} == before
+
+
 def test_a_crashing_api_fails_the_run_with_its_real_log(tmp_path: Path, node_image: str,
                                                          docker_client) -> None:
     cluster = f"e2e-broken-{os.getpid()}"
