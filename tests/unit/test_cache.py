@@ -73,7 +73,7 @@ def test_a_save_cut_off_leaves_no_entry_and_the_old_one_stays(tmp_path: Path) ->
         store.save("layers", "k1", dies, {})
     [entry] = store.entries("layers")
     assert store.data_path("layers", entry).read_bytes() == b"old"
-    assert not any(p.name.endswith(".tar") and "half" in p.read_text() for p in (tmp_path / "layers").iterdir())
+    assert not any(b"half" in p.read_bytes() for p in (tmp_path / "layers").iterdir())
 
 
 def test_a_truncated_or_altered_entry_fails_its_check(tmp_path: Path) -> None:
@@ -218,9 +218,9 @@ def test_a_save_then_a_restore_loads_the_images_and_gives_them_as_cachefrom(tmp_
     store = open_store(tmp_path, 1024**3)
     saved = layers.save(store, client, [("api", "pyci-ahead/r1:1-api"), ("web", "pyci-ahead/r1:2-web")])
     assert saved.images == 2 and saved.bytes > 0 and saved.note == ""
-    assert sorted(client.api.removed) == sorted([cache_tag("api"), cache_tag("web")])  # tags go after
+    assert sorted(set(client.api.removed)) == sorted([cache_tag("api"), cache_tag("web")])  # tags go after
     restored = layers.restore(store, FakeClient(), ["web", "api"])
-    assert restored.outcome == "hit" and sorted(restored.cache_from) == sorted(client.api.removed)
+    assert restored.outcome == "hit" and sorted(restored.cache_from) == sorted(set(client.api.removed))
     assert restored.bytes == saved.bytes
     assert layers.restore(store, FakeClient(), ["db"]).outcome == "miss"
 

@@ -14,6 +14,7 @@ recently used entry that shares an image with it (a partial hit).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -102,6 +103,9 @@ def save(store: Store, client: Any, built: Sequence[tuple[str, str]],
         return Saved(note="nothing built ahead to save")
     images = {ref: cache_tag(ref) for ref, _ in built}
     api = client.api
+    for stale in images.values():  # a restored image keeps no name to dangle by once its tag moves
+        with contextlib.suppress(Exception):
+            api.remove_image(stale, noprune=False)
     for ref, tag in built:
         repository, _, name = images[ref].partition(":")
         api.tag(tag, repository, name)
@@ -117,7 +121,7 @@ def save(store: Store, client: Any, built: Sequence[tuple[str, str]],
     finally:
         for tag in images.values():
             try:
-                api.remove_image(tag, noprune=True)
+                api.remove_image(tag, noprune=False)
             except Exception as e:  # noqa: BLE001 - a tag left behind is removed by `pyci cleanup`
                 log(f"cache: could not remove tag {tag} ({_one_line(e)})")
     return Saved(entry.size, time.monotonic() - t0, len(images), evicted)

@@ -107,4 +107,4 @@ def _mb(size: int) -> str:
 def _untag(client: Any, tags: tuple[str, ...]) -> None:
     for tag in tags:
         with contextlib.suppress(Exception):
-            client.api.remove_image(tag, noprune=True)
+            client.api.remove_image(tag, noprune=False)
