@@ -135,7 +135,8 @@ def test_jobs_restore_the_cache_dir_before_pyci_and_save_it_after_always(orb: di
     for name, job in orb["jobs"].items():
         steps = [s for s in job["steps"] if isinstance(s, dict)]
         kinds = [next(iter(s)) for s in steps]
-        first, run, last = kinds.index("when"), kinds.index("run-pyci"), len(kinds) - 1 - kinds[::-1].index("when")
+        first, run = kinds.index("when"), kinds.index("run-pyci")
+        last = len(kinds) - 1 - kinds[::-1].index("when")
         assert first < run < last, name
         restore = steps[first]["when"]
         save = steps[last]["when"]
