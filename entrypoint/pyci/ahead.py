@@ -53,7 +53,7 @@ def build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAh
     ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped,
                                   pull=s.build_ahead)
     stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
-    if s.build_ahead and found:
+    if s.build_ahead:
         from pyci.cache import steps as cache_steps
 
         cache_steps.attach(state, client, ahead, stack)  # restores in the build thread, before building

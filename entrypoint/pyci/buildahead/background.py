@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyci import images
@@ -47,12 +47,14 @@ class BuildAhead:
         # cache's images load while kind boots), returns the images to build from.
         self.restore: Callable[[], Sequence[str]] | None = None
         self.cache: Any = None  # pyci.cache.steps.CacheRun: what was restored, for the save
+        # With a cache dir: starts the pull-through mirrors in the prefetch thread; upstream -> mirror.
+        self.mirrors: Callable[[], Mapping[str, str]] | None = None
 
     def start(self) -> None:
         self.profile.started = time.monotonic()
         self._thread = _start(self._build, name="build-ahead")
         # Pulls apart from the builds: tilt waits for the builds, only the node needs the pulls.
-        self._prefetcher = _start(self.loader.prefetch, self.third_party, name="prefetch")
+        self._prefetcher = _start(self.loader.prefetch, self.third_party, self.mirrors, name="prefetch")
 
     def _build(self) -> None:
         if self.restore is not None:

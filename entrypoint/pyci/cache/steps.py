@@ -5,13 +5,14 @@ step summary (a "cache" stage: hit or miss, bytes restored and saved)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyci.cache import layers
+from pyci.cache import layers, mirror
 from pyci.cache.store import Store, Unusable, open_store
 from pyci.results import StageResult
 
@@ -20,11 +21,16 @@ if TYPE_CHECKING:
     from pyci.pipeline import Run
 
 
+# TEST/LAB ONLY: upstream registry hosts reached over plain http (the lab's stand-in for Docker Hub).
+PLAIN_HTTP_ENV = "PYCI_MIRROR_PLAIN_HTTP"
+
+
 @dataclass
 class CacheRun:
     store: Store
     restored: layers.Restored | None = None
     saved: layers.Saved | None = None
+    mirrors: mirror.Mirrors = field(default_factory=mirror.Mirrors)
 
 
 def open_cache(root: Path, max_bytes: int, log: Callable[[str], None]) -> Store | None:
@@ -39,13 +45,19 @@ def open_cache(root: Path, max_bytes: int, log: Callable[[str], None]) -> Store 
 def attach(state: Run, client: Any, ahead: BuildAhead, stack: contextlib.ExitStack) -> None:
     """With a cache dir, the build-ahead thread restores from it before building (BuildAhead.restore)."""
     s = state.settings
-    if s.cache_dir is None or not ahead.waves:
+    hosts = mirror.upstreams(ahead.third_party)
+    if s.cache_dir is None or not (ahead.waves or hosts):
         return
     store = open_cache(s.cache_dir, s.cache_size, state.platform.info)
     if store is None:
         return
     run = CacheRun(store)
     ahead.cache = run
+    if hosts:
+        ahead.mirrors = lambda: _start_mirrors(state, client, store, hosts, run.mirrors)
+        stack.callback(mirror.remove_all, client, run.mirrors, state.platform.info)
+    if not ahead.waves:
+        return
     refs = [t.ref for wave in ahead.waves for t in wave]
 
     def restore() -> tuple[str, ...]:
@@ -76,14 +88,53 @@ def save(state: Run, client: Any, ahead: BuildAhead | None) -> None:
             built.append((b.ref, b.tag))
     if kept_out:
         state.platform.info(f"cache: not saved (build arguments that look secret): {', '.join(kept_out)}")
-    try:
-        run.saved = layers.save(run.store, client, built, log=state.platform.info)
-    except Exception as e:  # noqa: BLE001 - the cache is a speed-up, never a failure
-        run.saved = layers.Saved(note=f"not saved: {' '.join(str(e).split())[:200]}")
-    state.platform.info(f"cache: {describe_save(run.saved)}")
-    detail = "; ".join(x for x in (describe_restore(run.restored) if run.restored else "",
-                                   describe_save(run.saved)) if x)
+    details = [describe_restore(run.restored)] if run.restored else []
+    if ahead.waves:
+        try:
+            run.saved = layers.save(run.store, client, built, log=state.platform.info)
+        except Exception as e:  # noqa: BLE001 - the cache is a speed-up, never a failure
+            run.saved = layers.Saved(note=f"not saved: {' '.join(str(e).split())[:200]}")
+        state.platform.info(f"cache: {describe_save(run.saved)}")
+        details.append(describe_save(run.saved))
+    details += _save_mirrors(state, client, run)
+    with contextlib.suppress(Exception):
+        run.store.evict((layers.SECTION, mirror.SECTION), keep=())
+    detail = "; ".join(d for d in details if d)
     state.stages.append(StageResult("cache", time.monotonic() - t0, detail=detail, started_at=time.time()))
+
+
+def _start_mirrors(state: Run, client: Any, store: Store, hosts: list[str],
+                   mirrors: mirror.Mirrors) -> dict[str, str]:
+    """One pull-through mirror per upstream, its storage restored; upstream host -> localhost:<port>."""
+    from pyci.registry import labels
+
+    s = state.settings
+    plain = [h for h in os.environ.get(PLAIN_HTTP_ENV, "").split(",") if h]
+    for n, host in enumerate(hosts):
+        name = f"{s.cluster_name}-mirror-{n}"
+        try:
+            made = mirror.start(client, store, host, mirror.upstream_url(host, plain), name, s.registry_image,
+                                labels(s), mirrors)
+        except Exception as e:  # noqa: BLE001 - without it, that upstream's images come as before
+            state.platform.info(f"cache: no mirror for {host} ({' '.join(str(e).split())[:200]})")
+            continue
+        state.platform.info(f"cache: mirror of {host} at 127.0.0.1:{made.port}, restored {_mb(made.restored)}"
+                            + ("" if made.restored else " (miss)")
+                            + (" (upstream did not answer: serving the cache only)" if made.offline else ""))
+    return dict(mirrors.via())
+
+
+def _save_mirrors(state: Run, client: Any, run: CacheRun) -> list[str]:
+    lines = []
+    for made in list(run.mirrors.made):
+        try:
+            mirror.save(client, run.store, made)
+            line = f"mirror of {made.host}: restored {_mb(made.restored)}, saved {_mb(made.saved)}"
+        except Exception as e:  # noqa: BLE001 - the cache is a speed-up, never a failure
+            line = f"mirror of {made.host}: not saved ({' '.join(str(e).split())[:200]})"
+        state.platform.info(f"cache: {line}")
+        lines.append(line)
+    return lines
 
 
 def describe_restore(r: layers.Restored) -> str:
