@@ -108,3 +108,11 @@ def save_cache(state: Run, client: Any, ahead: BuildAhead | None) -> None:
         from pyci.cache import steps as cache_steps
 
         cache_steps.save(state, client, ahead)
+
+
+def wire_mirrors(state: Run, client: Any, ahead: BuildAhead | None, cluster: Any) -> None:
+    """With a cache dir and third-party images: the nodes' containerd uses the pull-through mirrors."""
+    if ahead is not None and ahead.cache is not None and state.settings.cluster == "kind":
+        from pyci.cache import steps as cache_steps
+
+        cache_steps.wire_nodes(state, client, ahead, cluster)

@@ -147,6 +147,7 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     testhook.pause("connect")
     api = _connect(state, client, where, made, stack)
     ahead_steps.await_ahead(state, ahead)
+    ahead_steps.wire_mirrors(state, client, ahead, made.cluster)
     testhook.pause("tilt")
     outcome, found = _app(state, client, made, api)
     ahead_steps.note_cache_hits(state, ahead, outcome.log_path)

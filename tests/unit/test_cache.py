@@ -289,3 +289,43 @@ def test_no_cache_dir_changes_nothing(tmp_path: Path) -> None:
     state = type("State", (), {"settings": Settings(), "platform": FakePlatform(), "stages": []})()
     steps.attach(state, FakeClient(), ahead, __import__("contextlib").ExitStack())
     assert ahead.restore is None and ahead.cache is None and os.listdir(tmp_path) == []
+
+
+# --- the pull-through mirror, without a daemon ---
+def test_the_nodes_hosts_toml_puts_the_mirror_first_and_keeps_the_upstream_as_the_server() -> None:
+    import tarfile
+
+    from pyci.cache import mirror
+
+    made = mirror.Mirror("docker.io", "https://registry-1.docker.io", "pyci-x-mirror-0", port=32000)
+    assert mirror.hosts_toml(made) == ('server = "https://registry-1.docker.io"\n\n'
+                                       '[host."http://pyci-x-mirror-0:5000"]\n'
+                                       '  capabilities = ["pull", "resolve"]\n')
+    with tarfile.open(fileobj=io.BytesIO(mirror.hosts_toml_tar(made))) as tar:
+        assert tar.getnames()[-1] == "etc/containerd/certs.d/docker.io/hosts.toml"
+
+
+def test_third_party_images_get_a_mirror_per_upstream_only_with_a_cache_dir(tmp_path: Path) -> None:
+    from pyci.settings import Settings
+
+    for cache_dir, expected in ((None, False), (tmp_path / "cache", True)):
+        ahead = buildahead.BuildAhead(FakeClient(), [], "r1", lambda _: None,
+                                      third_party=["nginx:1.27", "localhost:5000/own:1"])
+        state = type("State", (), {"settings": Settings(cache_dir=cache_dir), "platform": FakePlatform(),
+                                   "stages": []})()
+        steps.attach(state, FakeClient(), ahead, __import__("contextlib").ExitStack())
+        assert (ahead.mirrors is not None) is expected and ahead.restore is None
+
+
+def test_the_mirror_pull_uses_the_mirror_then_the_images_own_name() -> None:
+    from pyci.cache import mirror
+
+    calls: list[tuple[str, ...]] = []
+    api = type("API", (), {"pull": lambda self, r, tag: calls.append(("pull", r, tag)),
+                           "tag": lambda self, src, r, t: calls.append(("tag", src, r, t)),
+                           "remove_image": lambda self, r, noprune: calls.append(("rm", r))})()
+    assert not mirror.pull_via(api, "ghcr.io/a/b:1", {"docker.io": "localhost:32000"})
+    assert mirror.pull_via(api, "nginx:1.27", {"docker.io": "localhost:32000"})
+    assert calls == [("pull", "localhost:32000/library/nginx", "1.27"),
+                     ("tag", "localhost:32000/library/nginx:1.27", "nginx", "1.27"),
+                     ("rm", "localhost:32000/library/nginx:1.27")]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -164,6 +166,43 @@ def pull_via(api: Any, ref: str, via: Mapping[str, str]) -> bool:
     with contextlib.suppress(Exception):  # the mirror's name goes; the image stays under its own
         api.remove_image(f"{mirrored}:{tag}", noprune=True)
     return True
+
+
+def hosts_toml(mirror: Mirror) -> str:
+    """containerd's hosts.toml for the upstream: the mirror first (on the cluster's network), the
+    upstream itself should the mirror fail."""
+    return (f'server = "{mirror.url}"\n\n[host."http://{mirror.name}:{PORT}"]\n'
+            '  capabilities = ["pull", "resolve"]\n')
+
+
+def hosts_toml_tar(mirror: Mirror) -> bytes:
+    """A tar that, unpacked at /, holds /etc/containerd/certs.d/<upstream host>/hosts.toml."""
+    directory = f"etc/containerd/certs.d/{mirror.host}"
+    content = hosts_toml(mirror).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in ("etc/containerd", "etc/containerd/certs.d", directory):
+            entry = tarfile.TarInfo(path)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(entry)
+        entry = tarfile.TarInfo(f"{directory}/hosts.toml")
+        entry.size, entry.mode = len(content), 0o644
+        tar.addfile(entry, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def wire_nodes(client: Any, mirrors: Mirrors, network: str, nodes: Sequence[str]) -> list[str]:
+    """Each mirror on the cluster's network and in every node's containerd; the upstreams wired."""
+    from pyci.registry import connect_network
+
+    with mirrors.lock:
+        made = [m for m in mirrors.made if m.port]
+    for m in made:
+        connect_network(client, m.name, network)
+        for node in nodes:
+            if not client.containers.get(node).put_archive("/", hosts_toml_tar(m)):
+                raise RuntimeError(f"could not write the mirror's hosts.toml on node {node}")
+    return [m.host for m in made]
 
 
 def save(client: Any, store: Store, mirror: Mirror) -> int:

@@ -137,6 +137,18 @@ def _save_mirrors(state: Run, client: Any, run: CacheRun) -> list[str]:
     return lines
 
 
+def wire_nodes(state: Run, client: Any, ahead: BuildAhead | None, cluster: Any) -> None:
+    """The nodes' containerd pulls the mirrored upstreams through their mirrors (what was not loaded)."""
+    run: CacheRun | None = getattr(ahead, "cache", None)
+    if run is None or not run.mirrors.made or not cluster.network or not cluster.nodes:
+        return
+    try:
+        hosts = mirror.wire_nodes(client, run.mirrors, cluster.network, cluster.nodes)
+        state.platform.info(f"cache: the nodes pull {', '.join(hosts)} through the mirror")
+    except Exception as e:  # noqa: BLE001 - the nodes then pull from upstream, as without a cache
+        state.platform.info(f"cache: the nodes do not use the mirror ({' '.join(str(e).split())[:200]})")
+
+
 def describe_restore(r: layers.Restored) -> str:
     if r.outcome in ("hit", "partial"):
         what = "hit" if r.outcome == "hit" else "partial hit"
