@@ -90,9 +90,9 @@ def deployment(name: str, image: str, command: list[str] | None) -> dict:
     container: dict = {"name": name, "image": image}
     if command:
         container["command"] = command
+    template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}}}
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}}
 
 
 class Upstream:
