@@ -474,6 +474,7 @@ def test_a_cache_dir_that_is_a_file_is_one_line_and_nothing_is_created(workspace
     (tmp_path / "file").write_text("x")
     lines = problems(**{"INPUT_CACHE-DIR": str(tmp_path / "file")})
     assert len(lines) == 1 and lines[0].startswith("cache-dir: '"), lines
-    assert lines[0].endswith("' is a file, not a directory; allowed: a directory path pyci can create or write")
+    assert lines[0].endswith("' is a file, not a directory; "
+                             "allowed: a directory path pyci can create or write")
     found = load(None, **{"INPUT_CACHE-DIR": str(tmp_path / "new" / "cache")})
     assert found.cache_dir == tmp_path / "new" / "cache" and not (tmp_path / "new").exists()

@@ -20,8 +20,8 @@ from pyci.results import Cancelled, InputError, PyciError, ResourceResult
 from pyci.settings import Settings
 from pyci.tilt import failures
 from pyci.tilt.logs import LOG_TAIL_LINES, error_line, split_log_line
-from pyci.tilt.uiresource import TILTFILE_RESOURCE
 from pyci.tilt.session import Poller
+from pyci.tilt.uiresource import TILTFILE_RESOURCE
 
 Log = Callable[[str], None]
 
