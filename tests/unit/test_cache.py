@@ -186,6 +186,7 @@ class FakeAPI:
         self.loaded: list[bytes] = []
         self.removed: list[str] = []
         self.fail_load = False
+        self.layers: dict[str, list[str]] = {}
 
     def tag(self, image: str, repository: str, tag: str) -> None:
         self.tags[f"{repository}:{tag}"] = image
@@ -206,6 +207,11 @@ class FakeAPI:
 
     def remove_image(self, tag: str, noprune: bool) -> None:
         self.removed.append(tag)
+
+    def inspect_image(self, tag: str) -> dict[str, Any]:
+        if tag not in self.layers:
+            raise RuntimeError(f"No such image: {tag}")
+        return {"RootFS": {"Layers": self.layers[tag]}}
 
 
 class FakeClient:
@@ -329,3 +335,17 @@ def test_the_mirror_pull_uses_the_mirror_then_the_images_own_name() -> None:
     assert calls == [("pull", "localhost:32000/library/nginx", "1.27"),
                      ("tag", "localhost:32000/library/nginx:1.27", "nginx", "1.27"),
                      ("rm", "localhost:32000/library/nginx:1.27")]
+
+
+def test_images_that_are_all_the_restored_ones_keep_the_entry_as_it_is(tmp_path: Path) -> None:
+    store = open_store(tmp_path, 1024**3)
+    layers.save(store, FakeClient(), [("api", "t1")])
+    [before] = store.entries("layers")
+    client = FakeClient()
+    client.api.layers = {"t2": ["sha256:a", "sha256:b"], cache_tag("api"): ["sha256:a", "sha256:b"]}
+    saved = layers.save(store, client, [("api", "t2")])
+    assert saved.note == "the images are those restored: the entry is kept" and saved.bytes == 0
+    assert store.entries("layers") == [before] and client.api.removed == []
+    client.api.layers["t2"] = ["sha256:a", "sha256:c"]  # a step ran again: a new entry
+    assert layers.save(store, client, [("api", "t2")]).note == ""
+    assert store.entries("layers")[0].data != before.data

@@ -103,6 +103,11 @@ def save(store: Store, client: Any, built: Sequence[tuple[str, str]],
         return Saved(note="nothing built ahead to save")
     images = {ref: cache_tag(ref) for ref, _ in built}
     api = client.api
+    if unchanged(api, built):
+        # Kept as it is: its cache metadata came from the build that made the layers. (Seen here: an
+        # entry re-saved from a build that took its layers from the cache sometimes led the next run
+        # to run a step again that it had cached.)
+        return Saved(note="the images are those restored: the entry is kept", seconds=time.monotonic() - t0)
     for stale in images.values():  # a restored image keeps no name to dangle by once its tag moves
         with contextlib.suppress(Exception):
             api.remove_image(stale, noprune=False)
@@ -125,6 +130,15 @@ def save(store: Store, client: Any, built: Sequence[tuple[str, str]],
             except Exception as e:  # noqa: BLE001 - a tag left behind is removed by `pyci cleanup`
                 log(f"cache: could not remove tag {tag} ({_one_line(e)})")
     return Saved(entry.size, time.monotonic() - t0, len(images), evicted)
+
+
+def unchanged(api: Any, built: Sequence[tuple[str, str]]) -> bool:
+    """Every image built ahead has the layers of the one restored for it (all came from the cache)."""
+    try:
+        return all(api.inspect_image(tag)["RootFS"]["Layers"] == api.inspect_image(cache_tag(ref))["RootFS"]
+                   ["Layers"] for ref, tag in built)
+    except Exception:  # noqa: BLE001 - nothing restored for one of them (or gone): save
+        return False
 
 
 def _docker_save(api: Any, names: list[str], out: IO[bytes]) -> None:
