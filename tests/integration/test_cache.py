@@ -102,14 +102,15 @@ def test_a_warm_start_on_an_emptied_daemon_runs_the_unchanged_step_from_the_cach
     assert any(line.startswith("cache: hit, restored ") for line in lines), lines
     assert warm == cold  # the RUN step's output is the cold run's: it was not run again
     [stage] = stages
-    assert stage.name == "cache" and stage.detail.startswith("hit, restored ") and "saved " in stage.detail
+    assert stage.name == "cache" and stage.detail.startswith("hit, restored ")
+    assert "the images are those restored: the entry is kept" in stage.detail
 
-    # Never wrong: a changed context file rebuilds from its COPY on. (The step before it came from the
-    # cache in most tries here, not all: 7 of 9; BuildKit then ran it again, slower, never wrong.)
+    # Never wrong: a changed context file rebuilds from its COPY on; the step before it stays cached.
+    # (Before the warm run kept its entry as it was, this missed in 2 of 9 tries: see layers.save.)
     prune_records(docker_client, nonce)
     (context / "app.txt").write_text("v2\n")
     changed, _, _ = build_once(docker_client, context, cache)
-    assert changed["out"] == "v2"
+    assert changed == {"stamp": cold["stamp"], "out": "v2"}
 
     # The control: without the cache dir, the same emptied daemon runs the step again.
     prune_records(docker_client, nonce)
