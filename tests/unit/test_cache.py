@@ -349,3 +349,36 @@ def test_images_that_are_all_the_restored_ones_keep_the_entry_as_it_is(tmp_path:
     client.api.layers["t2"] = ["sha256:a", "sha256:c"]  # a step ran again: a new entry
     assert layers.save(store, client, [("api", "t2")]).note == ""
     assert store.entries("layers")[0].data != before.data
+
+
+def test_mirrors_start_only_for_images_the_daemon_lacks_and_the_pull_goes_through_them() -> None:
+    import docker.errors
+
+    from pyci.buildahead.loader import NodeLoader
+    from pyci.buildahead.profile import Profile
+
+    pulled: list[str] = []
+
+    class Images:
+        def get(self, ref: str) -> None:
+            if ref != "have:1":
+                raise docker.errors.ImageNotFound(ref)
+
+    api = type("API", (), {"pull": lambda self, r, tag: pulled.append(f"{r}:{tag}"),
+                           "tag": lambda self, *a: None, "remove_image": lambda self, *a, **k: None})()
+    client = type("Client", (), {"images": Images(), "api": api})()
+    asked: list[list[str]] = []
+
+    def via(missing: list[str]) -> dict[str, str]:
+        asked.append(list(missing))
+        return {"docker.io": "localhost:32000"}
+
+    profile = Profile()
+    loader = NodeLoader(client, lambda _: None, profile, threading.Event(), threading.Event(), pull=True)
+    loader.prefetch(["have:1", "nginx:1.27", "ghcr.io/a/b:2"], via)
+    assert asked == [["nginx:1.27", "ghcr.io/a/b:2"]]
+    assert pulled == ["localhost:32000/library/nginx:1.27", "ghcr.io/a/b:2"]  # no mirror for ghcr.io here
+    assert profile.third_party_present == ["have:1", "nginx:1.27", "ghcr.io/a/b:2"]
+    asked.clear()
+    loader.prefetch(["have:1"], via)
+    assert asked == []  # nothing missing: no mirror started

@@ -48,7 +48,7 @@ class BuildAhead:
         self.restore: Callable[[], Sequence[str]] | None = None
         self.cache: Any = None  # pyci.cache.steps.CacheRun: what was restored, for the save
         # With a cache dir: starts the pull-through mirrors in the prefetch thread; upstream -> mirror.
-        self.mirrors: Callable[[], Mapping[str, str]] | None = None
+        self.mirrors: Callable[[Sequence[str]], Mapping[str, str]] | None = None
 
     def start(self) -> None:
         self.profile.started = time.monotonic()

@@ -24,30 +24,32 @@ class NodeLoader:
         self.closed, self.booted = closed, booted  # booted: registry and cluster are up
         self.pull = pull  # False: third-party images the daemon lacks are left to the kubelet
 
-    def prefetch(self, refs: Sequence[str], via: Callable[[], Mapping[str, str]] | None = None) -> None:
+    def prefetch(self, refs: Sequence[str],
+                 via: Callable[[Sequence[str]], Mapping[str, str]] | None = None) -> None:
         """Third-party images: present, or pulled now (a pull that fails is tilt's and the
-        kubelet's business later: one line). `via`: pull-through mirrors by upstream host (pyci.cache),
-        started here, off the builds' path."""
+        kubelet's business later: one line). `via`: starts pull-through mirrors (pyci.cache) for the
+        images the daemon lacks, here, off the builds' path; upstream host -> mirror."""
         import docker.errors
 
-        mirrors = self._mirrors(via)
+        missing = []
         for ref in refs:
-            if self.closed.is_set():
-                return
             try:
                 self.client.images.get(ref)
                 self.profile.third_party_present.append(ref)
-                continue
             except docker.errors.ImageNotFound:
-                pass
+                missing.append(ref)
             except Exception as e:  # noqa: BLE001
                 self.log(f"build ahead: cannot look up {ref}: {one_line(str(e))}")
-                continue
-            if not self.pull:
+        if not self.pull:
+            for ref in missing:
                 self.profile.third_party_missing.append(ref)
                 self.log(f"build ahead: {ref} is not in the daemon (build-ahead off: not pulled); "
                          "the nodes pull it themselves")
-                continue
+            return
+        mirrors = self._mirrors(via, missing) if missing and not self.closed.is_set() else {}
+        for ref in missing:
+            if self.closed.is_set():
+                return
             try:
                 if self._pull_via(ref, mirrors):
                     continue
@@ -60,9 +62,10 @@ class NodeLoader:
                 self.log(f"build ahead: {ref} is not in the daemon and could not be pulled "
                          f"({one_line(str(e))})")
 
-    def _mirrors(self, via: Callable[[], Mapping[str, str]] | None) -> Mapping[str, str]:
+    def _mirrors(self, via: Callable[[Sequence[str]], Mapping[str, str]] | None,
+                 missing: Sequence[str]) -> Mapping[str, str]:
         try:
-            return via() if via is not None else {}
+            return via(missing) if via is not None else {}
         except Exception as e:  # noqa: BLE001 - without mirrors, images come from upstream as before
             self.log(f"cache: no pull-through mirror ({one_line(str(e))})")
             return {}

@@ -54,7 +54,9 @@ def attach(state: Run, client: Any, ahead: BuildAhead, stack: contextlib.ExitSta
     run = CacheRun(store)
     ahead.cache = run
     if hosts:
-        ahead.mirrors = lambda: _start_mirrors(state, client, store, hosts, run.mirrors)
+        # Only for upstreams of images the daemon lacks (the prefetch knows which).
+        ahead.mirrors = lambda missing: _start_mirrors(state, client, store, mirror.upstreams(missing),
+                                                       run.mirrors)
         stack.callback(mirror.remove_all, client, run.mirrors, state.platform.info)
     if not ahead.waves:
         return
