@@ -71,8 +71,9 @@ def docker(*args: str, check: bool = True) -> str:
 
 def write_app(root: Path, nonce: str, third_party: str) -> Path:
     files = {
-        "Tiltfile": (f"docker_build('warm-api', 'api', build_args={{'BASE_IMAGE': '{BASE_IMAGE}'}})\n"
-                     "k8s_yaml('k8s.yaml')\n"),
+        "Tiltfile": ("config.define_string('base-image')\ncfg = config.parse()\n"
+                     f"docker_build('warm-api', 'api', build_args={{'BASE_IMAGE': cfg.get('base-image', "
+                     f"'{BASE_IMAGE}')}})\nk8s_yaml('k8s.yaml')\n"),
         "api/Dockerfile": ("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" + DEPS.format(nonce=nonce) + "\n"
                            "COPY server.py /app/server.py\nCMD [\"python3\", \"/app/server.py\"]\n"),
         "api/server.py": ("import http.server\nhttp.server.HTTPServer(('', 8000), "
@@ -126,8 +127,6 @@ def empty_daemon(nonce: str, refs: list[str]) -> None:
     doomed = [t for t in tags if "warm-api" in t or t in refs]
     if doomed:
         docker("rmi", "-f", *doomed, check=False)
-    for dangling in docker("images", "-q", "-f", "dangling=true", "-f", "label=io.pyci.managed=true").split():
-        docker("rmi", dangling, check=False)
     import docker as sdk
 
     from tests.integration.test_cache import prune_records

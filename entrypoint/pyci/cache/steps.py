@@ -129,6 +129,11 @@ def _start_mirrors(state: Run, client: Any, store: Store, hosts: list[str],
 def _save_mirrors(state: Run, client: Any, run: CacheRun) -> list[str]:
     lines = []
     for made in list(run.mirrors.made):
+        if made.offline:  # it served the cache's copy: nothing new to keep
+            lines.append(f"mirror of {made.host}: restored {_mb(made.restored)}, kept as it was (upstream "
+                         "did not answer)")
+            state.platform.info(f"cache: {lines[-1]}")
+            continue
         try:
             mirror.save(client, run.store, made)
             line = f"mirror of {made.host}: restored {_mb(made.restored)}, saved {_mb(made.saved)}"
