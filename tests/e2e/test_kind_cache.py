@@ -16,6 +16,7 @@ import docker.errors
 
 from tests.e2e.test_kind import checked_cleanup, pyci_command, without_kind_network
 from tests.integration.test_cache import prune_records
+from tests.integration.test_cache_mirror import silence, start_upstream
 from tests.lab.github import read_outputs
 
 BASE = "pyci-lab/base:latest"
@@ -55,9 +56,7 @@ def empty_daemon(client, nonce: str, refs: list[str]) -> None:
 def test_a_warm_run_takes_layers_and_third_party_images_from_the_cache_dir(tmp_path: Path, node_image: str,
                                                                           docker_client, lab_images) -> None:
     nonce = secrets.token_hex(6)
-    upstream = docker_client.containers.run(lab_images.registry, name=f"e2e-upstream-{nonce}", detach=True,
-                                            labels={"io.pyci.managed": "true"},
-                                            ports={"5000/tcp": ("127.0.0.1", None)})
+    upstream = start_upstream(docker_client, lab_images.registry, f"e2e-upstream-{nonce}")
     try:
         upstream.reload()
         port = upstream.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
@@ -73,7 +72,7 @@ def test_a_warm_run_takes_layers_and_third_party_images_from_the_cache_dir(tmp_p
         for run in ("cold", "warm"):
             empty_daemon(docker_client, nonce, [ref])
             if run == "warm":
-                upstream.stop(timeout=5)
+                silence(upstream)
             cluster = f"e2e-cache-{run}-{os.getpid()}"
             without_kind_network(docker_client)
             with checked_cleanup(docker_client, cluster) as found:
@@ -84,6 +83,7 @@ def test_a_warm_run_takes_layers_and_third_party_images_from_the_cache_dir(tmp_p
                 env["PYCI_MIRROR_PLAIN_HTTP"] = host
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
                 log = done.stdout + done.stderr
+                (tmp_path / f"{run}.log").write_text(log)
                 assert done.returncode == 0, log[-6000:]
                 found["registry"] = read_outputs(files / "output")["registry"]
                 logs.append((log, (files / "summary").read_text()))

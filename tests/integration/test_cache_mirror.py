@@ -11,6 +11,7 @@ import contextlib
 import io
 import secrets
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,33 @@ def tiny_image(client: Any, tag: str) -> None:
     client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
 
 
+# The stand-in's registry runs under a shell that outlives it: "stopping the upstream" kills the
+# registry and keeps the container, so its address stays taken (a stopped container's address went to
+# the next container started, the mirror itself, which then proxied to itself).
+UPSTREAM_SHELL = ("/bin/registry serve /etc/docker/registry/config.yml & echo $! > /tmp/registry.pid; "
+                  "wait; exec sleep infinity")
+
+
+def start_upstream(client: Any, image: str, name: str) -> Any:
+    container = client.containers.run(image, ["-c", UPSTREAM_SHELL], entrypoint="sh", name=name, detach=True,
+                                      labels={LABEL_MANAGED: "true"}, ports={"5000/tcp": ("127.0.0.1", None)})
+    deadline = time.monotonic() + 30
+    while b"listening on" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return container
+
+
+def silence(container: Any) -> None:
+    """The upstream stops answering (connection refused) while its container keeps its address."""
+    done = container.exec_run(["sh", "-c", "kill $(cat /tmp/registry.pid)"])
+    assert done.exit_code == 0, done.output
+
+
 @pytest.fixture
 def upstream(docker_client, lab_images) -> Any:
     """The stand-in upstream with `lab/tiny:1` in it: (its host as image names spell it, container)."""
     name = f"pyci-test-upstream-{secrets.token_hex(3)}"
-    container = docker_client.containers.run(lab_images.registry, name=name, detach=True,
-                                             labels={LABEL_MANAGED: "true"},
-                                             ports={"5000/tcp": ("127.0.0.1", None)})
+    container = start_upstream(docker_client, lab_images.registry, name)
     try:
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
@@ -79,7 +100,7 @@ def test_a_warm_run_pulls_the_third_party_image_from_the_cache_dir_with_the_upst
     store = open_store(tmp_path / "cache", 1024**3)
     cold = run_once(docker_client, store, host, lab_images.registry, ref)
     assert cold.restored == 0 and cold.saved > 256 * 1024 and not cold.offline
-    container.stop(timeout=5)  # from here on, nothing can come from upstream
+    silence(container)  # from here on, nothing can come from upstream
     warm = run_once(docker_client, store, host, lab_images.registry, ref)
     # The registry's proxy mode will not start without its upstream: the mirror serves the cache's copy.
     assert warm.restored == cold.saved and warm.offline

@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.integration.test_cache_mirror import UPSTREAM_SHELL  # noqa: E402
 from tests.lab import bench_kind  # noqa: E402
 from tests.lab.bench_kind import (  # noqa: E402
     BASE_IMAGE,
@@ -102,20 +103,29 @@ class Upstream:
     def __init__(self, prefix: str, source: str) -> None:
         self.name = f"{prefix}-upstream-{secrets.token_hex(2)}"
         docker("run", "-d", "--name", self.name, "-p", "127.0.0.1::5000", "--label", "io.pyci.managed=true",
-               REGISTRY_IMAGE)
+               "--entrypoint", "sh", REGISTRY_IMAGE, "-c", UPSTREAM_SHELL)
         self.port = docker("port", self.name, "5000/tcp").splitlines()[0].rsplit(":", 1)[1]
         self.address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", self.name)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while "listening on" not in self.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
         pushed = f"localhost:{self.port}/lab/tp:1"
         docker("tag", source, pushed)
         docker("push", pushed)
         docker("rmi", pushed)
         self.ref = f"{self.address}:5000/lab/tp:1"  # as the manifests name it
 
+    def logs(self, since: float | None = None) -> str:
+        cmd = ["docker", "logs", *(["--since", f"{since:.3f}"] if since else []), self.name]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        return done.stdout + done.stderr
+
+    def silence(self) -> None:
+        """Stops answering (its address stays taken: see tests/integration/test_cache_mirror.py)."""
+        docker("exec", self.name, "sh", "-c", "kill $(cat /tmp/registry.pid)")
+
     def served_since(self, since: float) -> int:
-        logs = subprocess.run(["docker", "logs", "--since", f"{since:.3f}", self.name], capture_output=True,
-                              text=True, timeout=60, check=False)
-        return sum(int(m) for m in WRITTEN.findall(logs.stdout + logs.stderr))
+        return sum(int(m) for m in WRITTEN.findall(self.logs(since)))
 
     def remove(self) -> None:
         docker("rm", "-f", "-v", self.name, check=False)
@@ -220,7 +230,7 @@ def repetition(runner: Runner, work: Path, source: str, rep: int) -> dict:
         for label, stop in (("cold", False), ("warm", True)):
             empty_daemon(nonce, [upstream.ref])
             if stop:
-                docker("stop", upstream.name)
+                upstream.silence()
             name = runner.next_name(f"pyci-{label}", "warm")
             since = time.time()
             with realkind_lock():
