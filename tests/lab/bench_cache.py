@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# This checkout's pyci (the test helpers import it), not whichever checkout `pip install -e` points at.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "entrypoint"))
 
 from tests.integration.test_cache_mirror import UPSTREAM_SHELL  # noqa: E402
 from tests.lab import bench_kind  # noqa: E402
