@@ -25,6 +25,7 @@ import json
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -168,15 +169,11 @@ def pyci_run(runner: Runner, src: Path, name: str, log: Path, work: Path, cache:
 
 def main(reps: int) -> int:
     bench_kind.check_lab()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run in progress, then sweep
+        signal.signal(sig, bench_kind._interrupt)
     work = Path(tempfile.mkdtemp(prefix="pyci-bench-cache-"))
     runner = Runner(work)
     source = f"{runner.prefix}-tp:1"
-    # The third-party image: the lab base plus a 20 MB layer of its own (so a pull fetches something).
-    build = subprocess.run(["docker", "build", "-q", "-t", source, "-"], input=(
-        f"FROM {BASE_IMAGE}\nRUN head -c 20000000 /dev/urandom > /blob\n"), capture_output=True, text=True,
-        timeout=600, check=False)
-    if build.returncode != 0:
-        raise SystemExit(f"bench: could not build the third-party image: {build.stderr[-300:]}")
     print(f"bench --mode cache on real kind: {reps} repetitions; logs in {work}", flush=True)
     rows: list[dict] = []
     try:
@@ -212,7 +209,15 @@ def describe(rep: int, r: dict) -> str:
 
 def repetition(runner: Runner, work: Path, source: str, rep: int) -> dict:
     nonce = secrets.token_hex(8)
+    # The third-party image: the lab base plus a 20 MB layer of its own, pushed to the stand-in and
+    # then removed here, so that a pull has that layer to fetch.
+    build = subprocess.run(["docker", "build", "-q", "-t", source, "-"], input=(
+        f"FROM {BASE_IMAGE}\nRUN head -c 20000000 /dev/urandom > /blob-{nonce}\n"), capture_output=True,
+        text=True, timeout=600, check=False)
+    if build.returncode != 0:
+        raise RuntimeError(f"bench: could not build the third-party image: {build.stderr[-300:]}")
     upstream = Upstream(runner.prefix, source)
+    docker("rmi", source)
     try:
         app_dir = write_app(work / "apps" / f"rep{rep}", nonce, upstream.ref)
         cache = work / f"cache-{rep}"
