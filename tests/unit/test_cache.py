@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -369,7 +370,7 @@ def test_mirrors_start_only_for_images_the_daemon_lacks_and_the_pull_goes_throug
     client = type("Client", (), {"images": Images(), "api": api})()
     asked: list[list[str]] = []
 
-    def via(missing: list[str]) -> dict[str, str]:
+    def via(missing: Sequence[str]) -> Mapping[str, str]:
         asked.append(list(missing))
         return {"docker.io": "localhost:32000"}
 
