@@ -53,6 +53,10 @@ def build_ahead(state: Run, client: Any, stack: contextlib.ExitStack) -> BuildAh
     ahead = buildahead.BuildAhead(client, found, s.run_id, state.platform.info, third_party, skipped,
                                   pull=s.build_ahead)
     stack.callback(ahead.close)  # should the next stage not start; closing twice is harmless
+    if s.build_ahead:
+        from pyci.cache import steps as cache_steps
+
+        cache_steps.attach(state, client, ahead, stack)  # restores in the build thread, before building
     ahead.start()
     if third_party:  # into the nodes as soon as they can take them, while kind still boots
         ahead.load_into_kind(s.cluster_name)
@@ -96,3 +100,19 @@ def note_cache_hits(state: Run, ahead: BuildAhead | None, tilt_log: Path) -> Non
     if ahead.profile.hits is not None:
         state.platform.info(f"build ahead: tilt found {ahead.profile.hits.cached} of "
                             f"{ahead.profile.hits.steps} build steps cached")
+
+
+def save_cache(state: Run, client: Any, ahead: BuildAhead | None) -> None:
+    """With a cache dir: what was built ahead, saved for the next run's builds (pyci.cache)."""
+    if ahead is not None and ahead.cache is not None:
+        from pyci.cache import steps as cache_steps
+
+        cache_steps.save(state, client, ahead)
+
+
+def wire_mirrors(state: Run, client: Any, ahead: BuildAhead | None, cluster: Any) -> None:
+    """With a cache dir and third-party images: the nodes' containerd uses the pull-through mirrors."""
+    if ahead is not None and ahead.cache is not None and state.settings.cluster == "kind":
+        from pyci.cache import steps as cache_steps
+
+        cache_steps.wire_nodes(state, client, ahead, cluster)

@@ -147,9 +147,11 @@ def _run_stages(state: Run, stack: contextlib.ExitStack) -> tuple[ExitCode, str]
     testhook.pause("connect")
     api = _connect(state, client, where, made, stack)
     ahead_steps.await_ahead(state, ahead)
+    ahead_steps.wire_mirrors(state, client, ahead, made.cluster)
     testhook.pause("tilt")
     outcome, found = _app(state, client, made, api)
     ahead_steps.note_cache_hits(state, ahead, outcome.log_path)
+    ahead_steps.save_cache(state, client, ahead)
     state.resources = components.merge(found, state.evaluation)
     timeline.add_snapshot_spans(state.resources, outcome.snapshot)  # build and deploy, for the timeline
     if outcome.exit_code == 0 and not components.app_failed(state.resources):

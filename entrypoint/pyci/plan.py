@@ -18,6 +18,7 @@ def plan(settings: Settings, platform: platforms.Platform) -> list[str]:
         *_plan_cluster(settings),
         *_plan_registry(settings),
         "  build ahead   " + _plan_build_ahead(settings),
+        "  cache         " + _plan_cache(settings),
         f"  tilt          tilt ci --timeout {max(1, round(settings.timeout))}s"
         + (f" -- {' '.join(settings.tilt_args)}" if settings.tilt_args else ""),
         *_plan_readiness(settings),
@@ -99,6 +100,16 @@ def _plan_build_ahead(settings: Settings) -> str:
         return "not used: no cluster boot to overlap (cluster: existing)"
     return ("the Tiltfile's images while the cluster boots; third-party images loaded into the nodes "
             "(throwaway tags pyci-ahead/<run id>, removed)")
+
+
+def _plan_cache(settings: Settings) -> str:
+    if settings.cache_dir is None:
+        return "none (cache-dir not set)"
+    if settings.cluster != "kind" or not settings.build_ahead:
+        return f"{settings.cache_dir}: not used (only build-ahead on kind uses it)"
+    return (f"{settings.cache_dir} (at most {settings.cache_size / 1024**3:.1f} GiB): layers of the images "
+            "built ahead restored and saved; third-party images through a mirror container per upstream "
+            f"({settings.cluster_name}-mirror-<n>, removed)")
 
 
 def _plan_readiness(settings: Settings) -> list[str]:

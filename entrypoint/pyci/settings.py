@@ -32,6 +32,7 @@ from pyci.values import (  # noqa: F401 - parse_* and show are part of settings'
     parse_bool,
     parse_duration,
     parse_readiness_timeouts,
+    parse_size,
     parse_tilt_args,
     show,
     split_list,
@@ -76,6 +77,8 @@ class Settings:
     summary: bool = True
     keep_cluster: bool = False
     debug: bool = False
+    cache_dir: Path | None = None  # restored from at the start, saved to at the end (pyci.cache)
+    cache_size: int = 4 * 1024**3  # bytes the cache dir may hold; least recently used entries go first
     run_id: str = "local"  # unique per run: labels, per-run remote repository prefix
 
     @property
@@ -155,6 +158,11 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("summary", "true", "Write the step summary."),
     InputSpec("keep-cluster", "false", "Keep the cluster and registry after the run (debugging)."),
     InputSpec("debug", "false", "Verbose logs (also on when the runner's debug logging is on)."),
+    InputSpec("cache-dir", "", "Directory pyci restores its cache from at the start and saves it to at the "
+              "end (the layers of the images it builds ahead), for warm starts on a fresh runner; persist "
+              "it with actions/cache, restore_cache/save_cache or a mounted directory. Empty: no cache."),
+    InputSpec("cache-size", "4GB", "Most the cache dir may hold (e.g. 500MB, 4GB); least recently used "
+              "entries are evicted."),
 )
 INPUTS_BY_NAME: dict[str, InputSpec] = {spec.name: spec for spec in INPUTS}
 
@@ -301,6 +309,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "summary": parse_bool,
     "keep-cluster": parse_bool,
     "debug": parse_bool,
+    "cache-dir": Path,
+    "cache-size": parse_size,
 }
 
 
@@ -335,7 +345,7 @@ def check_relations(values: Mapping[str, Any], problems: dict[str, list[str]]) -
         elif path is not None and name == "kind-config":
             _check_kind_config(path, problems)
     # Caught here, not when the report is written at the end of a long run.
-    for name, is_dir in (("junit", False), ("artifacts-dir", True)):
+    for name, is_dir in (("junit", False), ("artifacts-dir", True), ("cache-dir", True)):
         path = values.get(name.replace("-", "_"))
         if path is not None and (why := unwritable(path, is_dir)):
             _add(problems, name, f"{show(str(path))} {why}")

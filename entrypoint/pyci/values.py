@@ -46,6 +46,21 @@ def parse_duration(value: str) -> float:
     return seconds
 
 
+_SIZE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def parse_size(value: str) -> int:
+    """`500MB`, `4GB`, `4GiB`, `1.5G` or plain bytes to bytes (binary units: a cache is sized in them),
+    at least 1 MB."""
+    match = _SIZE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{show(value)} is not a size")
+    size = int(float(match["n"]) * 1024 ** " KMGT".index(match["unit"].upper() or " "))
+    if size < 1024**2:
+        raise ValueError(f"{show(value)} is less than 1MB")
+    return size
+
+
 def parse_readiness_timeouts(entries: list[str]) -> Mapping[str, float]:
     timeouts: dict[str, float] = {}
     for entry in entries:

@@ -4,6 +4,9 @@
       real kind (the default): the plain recipe against `pyci run`, time to a verdict (bench_kind.py)
   tools/bench --mode overhead [--reps N]
       pyci's own overhead against bare `tilt ci` on the lab control plane (kwok; bench_overhead.py)
+  tools/bench --mode cache [--reps N]
+      warm starts with cache-dir on real kind: cold against warm (a fresh runner's emptied daemon, the
+      cache dir kept, the stand-in upstream stopped), and the plain recipe (bench_cache.py)
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["kind", "overhead"], default="kind")
+    ap.add_argument("--mode", choices=["kind", "overhead", "cache"], default="kind")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per app and method (default 5)")
     ap.add_argument("--apps", default="hello,shop", help="green apps, comma-separated (kind mode)")
     ap.add_argument("--fail-reps", type=int, default=None,
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.lab import bench_overhead
 
         return bench_overhead.main(args.reps)
+    if args.mode == "cache":
+        from tests.lab import bench_cache
+
+        return bench_cache.main(args.reps)
     from tests.lab import bench_kind
 
     apps = [a for a in args.apps.split(",") if a]

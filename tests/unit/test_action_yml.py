@@ -131,6 +131,34 @@ pyci install-tools --dest "${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci" -
 HOST_RUN = "exec pyci run"
 
 
+# cache-dir through actions/cache: restored before pyci runs, saved after it (even when the app failed:
+# its layers are still good). The key names the Tiltfile and Dockerfiles' contents; a run always saves
+# under its own key (actions/cache never overwrites one), and restore-keys take the newest partial hit.
+CACHE_FILES = ("format('{0}/{1}', inputs.working-directory, inputs.tiltfile), "
+               "format('{0}/**/Dockerfile*', inputs.working-directory)")
+CACHE_PREFIX = "pyci-${{ runner.os }}-${{ runner.arch }}-"
+CACHE_KEY = f"{CACHE_PREFIX}${{{{ hashFiles({CACHE_FILES}) }}}}-"
+HOST_CACHE_RESTORE = [
+    "    - name: Restore pyci's cache (cache-dir)",
+    "      if: inputs.cache-dir != ''",
+    "      uses: actions/cache/restore@v4",
+    "      with:",
+    "        path: ${{ inputs.cache-dir }}",
+    f"        key: {CACHE_KEY}${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}",
+    "        restore-keys: |",
+    f"          {CACHE_KEY}",
+    f"          {CACHE_PREFIX}",
+]
+HOST_CACHE_SAVE = [
+    "    - name: Save pyci's cache (cache-dir)",
+    "      if: always() && inputs.cache-dir != ''",
+    "      uses: actions/cache/save@v4",
+    "      with:",
+    "        path: ${{ inputs.cache-dir }}",
+    f"        key: {CACHE_KEY}${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}",
+]
+
+
 def block(script: str, indent: str) -> list[str]:
     return [f"{indent}{line}" if line else "" for line in script.splitlines()]
 
@@ -174,12 +202,14 @@ def render_host() -> str:
         "      shell: bash",
         "      run: |",
         *block(HOST_INSTALL_TOOLS, "        "),
+        *HOST_CACHE_RESTORE,
         "    - id: pyci",
         "      name: pyci run",
         "      shell: bash",
         "      env:",
         *[f"        {env_name(spec)}: ${{{{ inputs.{spec.name} }}}}" for spec in INPUTS],
         f"      run: {HOST_RUN}",
+        *HOST_CACHE_SAVE,
     ]
     return "\n".join(lines) + "\n"
 
@@ -246,22 +276,38 @@ def test_host_action_hands_every_input_to_pyci_under_a_name_pyci_reads() -> None
     assert run["env"] == {env_name(spec): f"${{{{ inputs.{spec.name} }}}}" for spec in INPUTS}
     assert all(env_name(spec) in spec.env_names for spec in INPUTS)
     for step in steps:  # an input pasted into a script would be parsed as shell
-        assert "inputs." not in step["run"], step["name"]
+        assert "inputs." not in step.get("run", ""), step["name"]
 
 
 def test_host_action_installs_pyci_from_its_checkout_then_the_verified_tools() -> None:
     steps = load(HOST_ACTION)["runs"]["steps"]
     assert load(HOST_ACTION)["runs"]["using"] == "composite"
-    pip, tools, run = steps
+    pip, tools, restore, run, save = steps
     assert pip["env"]["PYCI_ACTION_PATH"] == "${{ github.action_path }}"
     assert 'pip install --disable-pip-version-check --no-input --quiet "$PYCI_ACTION_PATH/.."' in pip["run"]
     assert "pyci install-tools --dest \"${RUNNER_TOOL_CACHE:-$RUNNER_TEMP/tool-cache}/pyci\"" in tools["run"]
     assert "--github-path" in tools["run"]
-    assert all(step["shell"] == "bash" for step in steps)
+    assert all(step["shell"] == "bash" for step in (pip, tools, run))
+
+
+def test_host_action_restores_the_cache_dir_before_pyci_and_saves_it_after_even_on_failure() -> None:
+    steps = load(HOST_ACTION)["runs"]["steps"]
+    names = [step.get("uses") or step.get("id") or step["name"] for step in steps]
+    assert names[2:] == ["actions/cache/restore@v4", "pyci", "actions/cache/save@v4"]
+    restore, save = steps[2], steps[4]
+    assert restore["if"] == "inputs.cache-dir != ''" and save["if"] == "always() && inputs.cache-dir != ''"
+    assert restore["with"]["path"] == save["with"]["path"] == "${{ inputs.cache-dir }}"
+    assert restore["with"]["key"] == save["with"]["key"]  # each run saves under its own key
+    assert "hashFiles(" in restore["with"]["key"] and "Dockerfile*" in restore["with"]["key"]
+    assert "inputs.tiltfile" in restore["with"]["key"] and "github.run_id" in save["with"]["key"]
+    own_hash, any_hash = restore["with"]["restore-keys"].splitlines()
+    assert restore["with"]["key"].startswith(own_hash) and own_hash.startswith(any_hash)
 
 
 def test_host_action_scripts_are_bash() -> None:
     for step in load(HOST_ACTION)["runs"]["steps"]:
+        if "run" not in step:
+            continue
         subprocess.run(["bash", "-n", "-c", step["run"]], check=True, timeout=30)
 
 

@@ -349,3 +349,13 @@ def test_tiltfile_arguments_twice_is_one_clear_error(workspace: Path, capsys: py
 def test_dry_run_says_when_build_ahead_is_off(workspace: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["run", "--dry-run", "--build-ahead", "false"]) == 0
     assert "build ahead   off (build-ahead: false)" in capsys.readouterr().out
+
+
+def test_dry_run_names_the_cache_dir_and_creates_it_not(workspace: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["--dry-run"]) == 0
+    assert "cache         none (cache-dir not set)" in capsys.readouterr().out
+    assert cli.main(["--dry-run", "--cache-dir", str(tmp_path / "c"), "--cache-size", "1GB"]) == 0
+    out = capsys.readouterr().out
+    assert f"cache         {tmp_path / 'c'} (at most 1.0 GiB): layers of the images built ahead" in out
+    assert not (tmp_path / "c").exists()

@@ -129,3 +129,23 @@ def test_run_script_is_posix_sh_without_circleci_parameter_syntax() -> None:
     dash = shutil.which("dash")
     assert dash, "dash is needed to check the orb's script"
     subprocess.run([dash, "-n", str(SRC / "scripts" / "run.sh")], check=True, timeout=30)
+
+
+def test_jobs_restore_the_cache_dir_before_pyci_and_save_it_after_always(orb: dict[str, Any]) -> None:
+    for name, job in orb["jobs"].items():
+        steps = [s for s in job["steps"] if isinstance(s, dict)]
+        kinds = [next(iter(s)) for s in steps]
+        first, run = kinds.index("when"), kinds.index("run-pyci")
+        last = len(kinds) - 1 - kinds[::-1].index("when")
+        assert first < run < last, name
+        restore = steps[first]["when"]
+        save = steps[last]["when"]
+        assert restore["condition"] == save["condition"] == "<< parameters.cache-dir >>", name
+        [restore_step] = restore["steps"]
+        [save_step] = save["steps"]
+        keys = restore_step["restore_cache"]["keys"]
+        saved = save_step["save_cache"]
+        assert saved["when"] == "always" and saved["paths"] == ["<< parameters.cache-dir >>"], name
+        assert saved["key"].startswith(keys[0]) and keys[0].startswith(keys[1]), name
+        assert 'checksum "<< parameters.working-directory >>/<< parameters.tiltfile >>"' in keys[0], name
+        assert "{{ epoch }}" in saved["key"], name  # save_cache never overwrites a key: each run has its own

@@ -178,6 +178,9 @@ GOOD = [
     ("keep-cluster", "yes", "keep_cluster", True),
     ("build-ahead", "off", "build_ahead", False),
     ("debug", "1", "debug", True),
+    ("cache-dir", "out/cache", "cache_dir", Path("out/cache")),
+    ("cache-size", "500MB", "cache_size", 500 * 1024**2),
+    ("cache-size", "1.5GiB", "cache_size", int(1.5 * 1024**3)),
 ]
 
 
@@ -256,6 +259,9 @@ BAD = [
     ("keep-cluster", "2", "is not valid"),
     ("build-ahead", "sometimes", "is not valid"),
     ("debug", "verbose", "is not valid"),
+    ("cache-dir", "bad\x00dir", "is not valid"),
+    ("cache-size", "lots", "is not valid"),
+    ("cache-size", "12KB", "less than 1MB"),
 ]
 
 
@@ -457,6 +463,7 @@ def test_a_kind_config_that_is_not_yaml_is_caught_before_the_run(workspace: Path
     ("junit", "/proc/pyci-junit.xml", "cannot be created: '/proc' is not writable"),
     ("junit", "/sys/pyci/junit.xml", "cannot be created: '/sys' is not writable"),
     ("artifacts-dir", "/proc/pyci-artifacts", "cannot be created: '/proc' is not writable"),
+    ("cache-dir", "/proc/pyci-cache", "cannot be created: '/proc' is not writable"),
 ])
 def test_an_output_path_that_cannot_be_written_is_found_before_the_run(workspace: Path, name: str, raw: str,
                                                                        why: str):
@@ -470,3 +477,13 @@ def test_probing_an_output_path_leaves_nothing(workspace: Path, tmp_path: Path):
     found = load(None, INPUT_JUNIT=str(target / "junit.xml"), **{"INPUT_ARTIFACTS-DIR": str(target / "art")})
     assert found.junit == target / "junit.xml" and found.artifacts_dir == target / "art"
     assert list(target.iterdir()) == []
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line_and_nothing_is_created(workspace: Path, tmp_path: Path):
+    (tmp_path / "file").write_text("x")
+    lines = problems(**{"INPUT_CACHE-DIR": str(tmp_path / "file")})
+    assert len(lines) == 1 and lines[0].startswith("cache-dir: '"), lines
+    assert lines[0].endswith("' is a file, not a directory; "
+                             "allowed: a directory path pyci can create or write")
+    found = load(None, **{"INPUT_CACHE-DIR": str(tmp_path / "new" / "cache")})
+    assert found.cache_dir == tmp_path / "new" / "cache" and not (tmp_path / "new").exists()

@@ -285,7 +285,8 @@ def test_a_tiltfile_error_the_snapshot_lags_on_is_read_from_the_live_log(tmp_pat
                            "Error: cannot load ext://restart_process: loading extension repo default"]}
     [tf] = failures.explain(res, failures.resource_tails(live, {}, ["Tiltfile"]), False, [tmp_path])
     assert tf.location == SourceLocation("Tiltfile", 4, 1), tf
-    assert tf.message == "Tiltfile:4:1: Error: cannot load ext://restart_process: loading extension repo default"
+    assert tf.message == ("Tiltfile:4:1: Error: cannot load ext://restart_process: "
+                          "loading extension repo default")
     assert "Traceback" in tf.logs
 
 

@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyci import images
@@ -43,12 +43,27 @@ class BuildAhead:
         self._prefetcher: threading.Thread | None = None
         self._loader: threading.Thread | None = None
         self._pusher: threading.Thread | None = None
+        # Set by the pipeline with a cache dir: run in the build thread before the first build (the
+        # cache's images load while kind boots), returns the images to build from.
+        self.restore: Callable[[], Sequence[str]] | None = None
+        self.cache: Any = None  # pyci.cache.steps.CacheRun: what was restored, for the save
+        # With a cache dir: starts the pull-through mirrors in the prefetch thread; upstream -> mirror.
+        self.mirrors: Callable[[Sequence[str]], Mapping[str, str]] | None = None
 
     def start(self) -> None:
         self.profile.started = time.monotonic()
-        self._thread = _start(self.builder.run, self.waves, name="build-ahead")
+        self._thread = _start(self._build, name="build-ahead")
         # Pulls apart from the builds: tilt waits for the builds, only the node needs the pulls.
-        self._prefetcher = _start(self.loader.prefetch, self.third_party, name="prefetch")
+        self._prefetcher = _start(self.loader.prefetch, self.third_party, self.mirrors, name="prefetch")
+
+    def _build(self) -> None:
+        if self.restore is not None:
+            self.builder.inline_cache = True
+            try:
+                self.builder.cache_from = tuple(self.restore())
+            except Exception as e:  # noqa: BLE001 - the cache is a speed-up, never a failure
+                self.log(f"cache: not restored ({' '.join(str(e).split())[:200]})")
+        self.builder.run(self.waves)
 
     def booted(self, started: float, ended: float) -> None:
         self.profile.boot_started, self.profile.boot_ended = started, ended

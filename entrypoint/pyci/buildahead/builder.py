@@ -45,13 +45,19 @@ def rewrite_deps(dockerfile: str, tags: Mapping[str, str]) -> str:
     return dockerfile
 
 
-def build_params(target: Target, tag: str, dockerfile: str, run_id: str) -> dict[str, str]:
-    """The query of one `POST /build`: BuildKit (version 2), tilt's args, target and options."""
+def build_params(target: Target, tag: str, dockerfile: str, run_id: str,
+                 cache_from: Sequence[str] = (), inline_cache: bool = False) -> dict[str, str]:
+    """The query of one `POST /build`: BuildKit (version 2), tilt's args, target and options; with a
+    cache dir, the cache's images to start from and the inline cache metadata the next run starts from
+    (a build argument no Dockerfile declares is in no step's cache key: tilt's builds still hit)."""
+    args = build_args(target.build_args)
+    if inline_cache:
+        args["BUILDKIT_INLINE_CACHE"] = "1"
     params = {
         "t": tag,
         "version": "2",
         "dockerfile": dockerfile,
-        "buildargs": json.dumps(build_args(target.build_args)),
+        "buildargs": json.dumps(args),
         # Labels land in the image config only (no layer's key): `pyci cleanup` can find these images.
         "labels": json.dumps({LABEL_MANAGED: "true", LABEL_RUN: run_id}),
         "rm": "1",
@@ -66,6 +72,8 @@ def build_params(target: Target, tag: str, dockerfile: str, run_id: str) -> dict
         params["extrahosts"] = ",".join(target.extra_hosts)
     if target.pull:
         params["pull"] = "1"
+    if cache_from:
+        params["cachefrom"] = json.dumps(list(cache_from))
     return params
 
 
@@ -91,6 +99,8 @@ class Builder:
         self.api, self.run_id, self.log, self.profile = api, run_id, log, profile
         self.closed, self.workers, self.done = closed, workers, done
         self._responses: list[Any] = []  # the builds' streams, for cancel()
+        self.cache_from: tuple[str, ...] = ()  # images restored from the cache dir (pyci.cache)
+        self.inline_cache = False  # a cache dir is set: the images carry their cache keys for the next run
         self._lock = threading.Lock()
 
     def run(self, waves: Sequence[Sequence[Target]]) -> None:
@@ -149,7 +159,7 @@ class Builder:
             contents = rewrite_deps(target.dockerfile_contents, deps)
             name = write_context(context, ContextFilter(target.ignores), contents, tar)
             tar.seek(0)
-            params = build_params(target, built.tag, name, self.run_id)
+            params = build_params(target, built.tag, name, self.run_id, self.cache_from, self.inline_cache)
             response = self.api._post(self.api._url("/build"), params=params, data=tar,
                                       headers={"Content-Type": "application/x-tar"}, stream=True,
                                       timeout=BUILD_TIMEOUT)

@@ -8,7 +8,7 @@ import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyci.buildahead.profile import Profile, one_line
@@ -24,29 +24,35 @@ class NodeLoader:
         self.closed, self.booted = closed, booted  # booted: registry and cluster are up
         self.pull = pull  # False: third-party images the daemon lacks are left to the kubelet
 
-    def prefetch(self, refs: Sequence[str]) -> None:
+    def prefetch(self, refs: Sequence[str],
+                 via: Callable[[Sequence[str]], Mapping[str, str]] | None = None) -> None:
         """Third-party images: present, or pulled now (a pull that fails is tilt's and the
-        kubelet's business later: one line)."""
+        kubelet's business later: one line). `via`: starts pull-through mirrors (pyci.cache) for the
+        images the daemon lacks, here, off the builds' path; upstream host -> mirror."""
         import docker.errors
 
+        missing = []
         for ref in refs:
-            if self.closed.is_set():
-                return
             try:
                 self.client.images.get(ref)
                 self.profile.third_party_present.append(ref)
-                continue
             except docker.errors.ImageNotFound:
-                pass
+                missing.append(ref)
             except Exception as e:  # noqa: BLE001
                 self.log(f"build ahead: cannot look up {ref}: {one_line(str(e))}")
-                continue
-            if not self.pull:
+        if not self.pull:
+            for ref in missing:
                 self.profile.third_party_missing.append(ref)
                 self.log(f"build ahead: {ref} is not in the daemon (build-ahead off: not pulled); "
                          "the nodes pull it themselves")
-                continue
+            return
+        mirrors = self._mirrors(via, missing) if missing and not self.closed.is_set() else {}
+        for ref in missing:
+            if self.closed.is_set():
+                return
             try:
+                if self._pull_via(ref, mirrors):
+                    continue
                 repository, tag = split_tag(ref)
                 self.client.api.pull(repository, tag=tag)
                 self.profile.third_party_present.append(ref)
@@ -55,6 +61,27 @@ class NodeLoader:
                 self.profile.third_party_missing.append(ref)
                 self.log(f"build ahead: {ref} is not in the daemon and could not be pulled "
                          f"({one_line(str(e))})")
+
+    def _mirrors(self, via: Callable[[Sequence[str]], Mapping[str, str]] | None,
+                 missing: Sequence[str]) -> Mapping[str, str]:
+        try:
+            return via(missing) if via is not None else {}
+        except Exception as e:  # noqa: BLE001 - without mirrors, images come from upstream as before
+            self.log(f"cache: no pull-through mirror ({one_line(str(e))})")
+            return {}
+
+    def _pull_via(self, ref: str, mirrors: Mapping[str, str]) -> bool:
+        from pyci.cache import mirror
+
+        try:
+            if not mirror.pull_via(self.client.api, ref, mirrors):
+                return False
+        except Exception as e:  # noqa: BLE001 - the mirror failed: upstream as before
+            self.log(f"build ahead: {ref} not pulled through the mirror ({one_line(str(e))}); from upstream")
+            return False
+        self.profile.third_party_present.append(ref)
+        self.log(f"build ahead: pulled {ref} through the mirror")
+        return True
 
     def load(self, cluster: str, kind_bin: str, prefetch: threading.Thread | None) -> None:
         """Load what the prefetch found (once it ended) into the cluster's nodes."""
