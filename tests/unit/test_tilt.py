@@ -516,8 +516,8 @@ def test_a_resource_held_for_its_own_enable_status_is_not_listed_as_its_own_depe
     from pyci.tilt import uiresource
 
     # Seen in the verdict matrix: `uncategorized` "held for the enable status of compile, uncategorized".
-    status = {"waiting": {"reason": "tiltfile-reload", "on": [{"kind": "UIResource", "name": "compile"},
-                                                              {"kind": "UIResource", "name": "uncategorized"}]}}
+    on = [{"kind": "UIResource", "name": "compile"}, {"kind": "UIResource", "name": "uncategorized"}]
+    status = {"waiting": {"reason": "tiltfile-reload", "on": on}}
     assert uiresource.waiting_on(status, "uncategorized") == (
         "held for its own enable status and that of compile")
     alone = {"waiting": {"reason": "tiltfile-reload", "on": [{"kind": "UIResource", "name": "db"}]}}
