@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pyci.cache.store import Entry, Store
+from pyci.registry.wiring import certs_d_tar
 
 SECTION = "mirror"
 PORT = 5000
@@ -177,18 +176,7 @@ def hosts_toml(mirror: Mirror) -> str:
 
 def hosts_toml_tar(mirror: Mirror) -> bytes:
     """A tar that, unpacked at /, holds /etc/containerd/certs.d/<upstream host>/hosts.toml."""
-    directory = f"etc/containerd/certs.d/{mirror.host}"
-    content = hosts_toml(mirror).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in ("etc/containerd", "etc/containerd/certs.d", directory):
-            entry = tarfile.TarInfo(path)
-            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(entry)
-        entry = tarfile.TarInfo(f"{directory}/hosts.toml")
-        entry.size, entry.mode = len(content), 0o644
-        tar.addfile(entry, io.BytesIO(content))
-    return buffer.getvalue()
+    return certs_d_tar(mirror.host, hosts_toml(mirror))
 
 
 def wire_nodes(client: Any, mirrors: Mirrors, network: str, nodes: Sequence[str]) -> list[str]:

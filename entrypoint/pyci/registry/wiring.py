@@ -68,8 +68,14 @@ def hosts_toml(info: RegistryInfo) -> str:
 
 def hosts_toml_tar(info: RegistryInfo) -> bytes:
     """A tar that, unpacked at /, holds /etc/containerd/certs.d/localhost:<port>/hosts.toml."""
-    directory = f"etc/containerd/certs.d/{info.host}"
-    content = hosts_toml(info).encode()
+    return certs_d_tar(str(info.host), hosts_toml(info))
+
+
+def certs_d_tar(host: str, hosts_toml_text: str) -> bytes:
+    """A tar that, unpacked at /, holds /etc/containerd/certs.d/<host>/hosts.toml (containerd's
+    per-registry config, which it reads on each pull: no restart)."""
+    directory = f"etc/containerd/certs.d/{host}"
+    content = hosts_toml_text.encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in ("etc/containerd", "etc/containerd/certs.d", directory):
