@@ -10,6 +10,8 @@ What is faked, for the test only (the action itself is the shipped file, unchang
   own Go-built binaries in the release files' shapes, reached through PYCI_DOWNLOAD_BASE;
 - the pins: PYCI_VERSIONS_FILE names a versions.env whose digests were computed from those files
   (the product's own versions.env pins the published release digests, which these builds don't have);
+- actions/cache: a stand-in that keeps entries in a local folder (tests/lab/actions-cache), handed to
+  act with `--local-repository`;
 - act's own folder (`--action-cache-path`, where act keeps its runner tool cache, RUNNER_TOOL_CACHE,
   and the host workspaces) is in the test's temporary folder, so every test starts with an empty cache.
 pip installs pyci's dependencies from the package index, as on a runner.
@@ -32,6 +34,8 @@ from tests.e2e.test_kind import SHIM, assert_nothing_left
 from tests.lab import downloads
 
 TOOLS = ("kind", "kubectl", "tilt", "helm")
+# act fetches every action a composite names, even one whose `if:` is false; github.com is out of reach.
+ACTIONS_CACHE = REPO / "tests" / "lab" / "actions-cache"
 
 WORKFLOW = """\
 name: act-host
@@ -117,7 +121,8 @@ def act(repo: Path, env: dict[str, str], *steps: tuple[str, dict[str, str]],
     if path_first:
         environ["PATH"] = f"{path_first}{os.pathsep}{environ['PATH']}"
     command = [str(lab_tool("act")), "push", "-W", str(wf), "-P", "ubuntu-latest=-self-hosted",
-               "--pull=false", "--action-cache-path", str(repo.parent / "act")]
+               "--pull=false", "--action-cache-path", str(repo.parent / "act"),
+               "--local-repository", f"actions/cache@v4={ACTIONS_CACHE}"]
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900, env=environ)
     # act's per-step times (`✅  Success - Main pyci run [41.2s]`) and pyci's own, for the -s report.
     print("\n".join(line for line in (done.stdout + done.stderr).splitlines()
