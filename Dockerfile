@@ -118,7 +118,8 @@ RUN set -eu; \
       set -- python3 -m pip install /src; \
     fi; \
     # --no-compile: the rootfs stage byte-compiles everything once, without docstrings.
-    "$@" --prefix /install --no-compile --no-warn-script-location --disable-pip-version-check --root-user-action=ignore; \
+    # constraints.txt: the same dependency versions whatever day the image is built (and the lab tests).
+    "$@" -c /src/entrypoint/image/constraints.txt --prefix /install --no-compile --no-warn-script-location --disable-pip-version-check --root-user-action=ignore; \
     # pip's --prefix layout (lib/pythonX.Y/site-packages) is not the base's own: Debian's python reads
     # /usr/local/lib/python3.11/dist-packages, python:slim /usr/local/lib/python3.11/site-packages.
     site=$(python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \

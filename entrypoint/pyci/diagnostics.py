@@ -232,7 +232,7 @@ def _collect_secret_values(
     """Every Secret's data joins the redactor, so a value echoed in a log or an env var is masked."""
     try:
         if namespaces:
-            items = []
+            items: list[Any] = []
             for ns in namespaces:
                 items += core.list_namespaced_secret(ns, _request_timeout=REQUEST_TIMEOUT).items or []
         else:
@@ -251,7 +251,7 @@ def _collect_secret_values(
 def _events(core: client.CoreV1Api, namespaces: Sequence[str]) -> list[dict[str, Any]]:
     api_client = core.api_client
     if namespaces:
-        items = []
+        items: list[Any] = []
         for ns in namespaces:
             items += core.list_namespaced_event(ns, _request_timeout=REQUEST_TIMEOUT).items or []
     else:

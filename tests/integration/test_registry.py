@@ -264,7 +264,7 @@ def test_connect_to_cluster_on_a_kind_like_network(docker_client, lab_images, mo
         calls: list[RegistryInfo] = []
         # connect_to_cluster looks it up in its own module (pyci.registry.wiring)
         monkeypatch.setattr(wiring, "apply_local_registry_hosting", lambda api, i: calls.append(i))
-        registry.connect_to_cluster(docker_client, info, cluster, NoKubernetes())  # type: ignore[arg-type]
+        registry.connect_to_cluster(docker_client, info, cluster, NoKubernetes())
         assert calls == [info]
         toml = node.exec_run(["cat", f"/etc/containerd/certs.d/{info.host}/hosts.toml"]).output.decode()
         assert toml == f'[host."http://{info.host_from_cluster}"]\n'

@@ -367,7 +367,7 @@ def test_result_name_and_describe_pending():
 
 
 def waiter(timeout=60.0, per=None, grace=10.0, log=lambda _: None):
-    w = rw._Waiter(None, (), 3, log, grace)  # type: ignore[arg-type]
+    w = rw._Waiter(None, (), 3, log, grace)
     w.start_clock(timeout, per or {})
     return w
 
@@ -425,7 +425,7 @@ def test_waiter_with_nothing_to_watch_finishes_at_once():
 def test_system_namespaces_are_skipped_unless_asked_for():
     assert not waiter()._wanted("kube-system")
     assert waiter()._wanted("default")
-    w = rw._Waiter(None, ("a",), 3, lambda _: None, 1)  # type: ignore[arg-type]
+    w = rw._Waiter(None, ("a",), 3, lambda _: None, 1)
     assert w._wanted("a") and not w._wanted("default")
 
 
@@ -508,7 +508,7 @@ def fed_sentinel(monkeypatch):
     """A Sentinel whose only watch is the test: it puts the API's messages on the queue itself."""
     monkeypatch.setattr(rw._Waiter, "start_watches", lambda self: setattr(self, "expected_lists", 1))
     monkeypatch.setattr(rw, "_enrich", lambda core, ns, problem: (problem.message, ""))  # no API for logs
-    with r.Sentinel(None, (), 3, lambda _: None) as sentinel:  # type: ignore[arg-type]
+    with r.Sentinel(None, (), 3, lambda _: None) as sentinel:
         yield sentinel, sentinel._waiter.queue
 
 
