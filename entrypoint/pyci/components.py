@@ -118,12 +118,44 @@ def _ran_out(component: ResourceResult) -> ResourceResult:
 
 
 def _blocked(component: ResourceResult, by_name: dict[str, ResourceResult]) -> ResourceResult:
-    """`blocked by db (failed)`: names what it waits on and how that ended."""
-    words = []
-    for name in component.blocked_by:
+    """`blocked by db (failed)`: what it waits on and how that ended, the failed first.
+
+    A dependency that is itself only waiting on one of those failures is left out (seen: "blocked by
+    uncategorized (not finished), compile (failed)" where uncategorized waited on compile too); one
+    waiting on another failure names it: `api (not finished, waiting on db)`."""
+    direct = [n for n in component.blocked_by if n != component.name]
+    failed = [n for n in direct if n in by_name and by_name[n].status is Status.FAILED]
+    words = [f"{n} (failed)" for n in failed]
+    for name in direct:
         other = by_name.get(name)
-        words.append(f"{name} ({other.status.value})" if other is not None else name)
+        if name in failed:
+            continue
+        if other is None:
+            words.append(name)
+            continue
+        behind = [f for f in _failed_behind(name, by_name) if f not in failed]
+        if behind:
+            words.append(f"{name} ({other.status.value}, waiting on {', '.join(behind)})")
+        elif not failed or not _failed_behind(name, by_name):
+            words.append(f"{name} ({other.status.value})")
     return dataclasses.replace(component, reason="Blocked", message=f"blocked by {', '.join(words)}")
+
+
+def _failed_behind(name: str, by_name: dict[str, ResourceResult]) -> list[str]:
+    """The failed components `name` waits on, through any chain of waits (in the order first met)."""
+    found: list[str] = []
+    seen = {name}
+    queue = list(by_name[name].blocked_by) if name in by_name else []
+    while queue:
+        dep = queue.pop(0)
+        if dep in seen or dep not in by_name:
+            continue
+        seen.add(dep)
+        if by_name[dep].status is Status.FAILED:
+            found.append(dep)
+        else:
+            queue.extend(by_name[dep].blocked_by)
+    return found
 
 
 def root_causes(components: Sequence[ResourceResult]) -> list[ResourceResult]:

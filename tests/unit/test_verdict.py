@@ -149,7 +149,20 @@ def test_a_chain_blocked_by_its_failed_end_is_not_finished_and_names_it():
     assert merged["db"].status is Status.FAILED
     assert merged["api"].status is Status.NOT_FINISHED and merged["api"].message == "blocked by db (failed)"
     assert merged["web"].status is Status.NOT_FINISHED
-    assert merged["web"].message == "blocked by api (not finished)"
+    assert merged["web"].message == "blocked by api (not finished, waiting on db)"
+
+
+def test_a_dependency_only_waiting_on_the_same_failure_is_not_named_beside_it():
+    """Seen in the verdict matrix: "blocked by uncategorized (not finished), compile (failed)"."""
+    found = [tilt("compile", False, "BuildFailed", message="exit status 127"),
+             tilt("uncategorized", False, "NotBuilt", blocked_by=["compile"]),
+             tilt("server", False, "NotBuilt", blocked_by=["uncategorized", "compile"]),
+             tilt("slow", False, "NotReady"),
+             tilt("front", False, "NotBuilt", blocked_by=["slow", "server", "compile"])]
+    merged = {c.name: c for c in components.merge(found)}
+    assert merged["server"].message == "blocked by compile (failed)"
+    assert merged["front"].message == "blocked by compile (failed), slow (not finished)"
+    assert [c.name for c in components.root_causes(list(merged.values()))] == ["compile"]
 
 
 def test_with_no_evidence_anywhere_the_unfinished_that_wait_on_nobody_ran_out_of_time():
