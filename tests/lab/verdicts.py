@@ -125,9 +125,17 @@ def make_cluster(name: str, folder: Path) -> None:
         raise SystemExit(f"kind create failed: {done.stderr[-2000:]}")
 
 
-def delete_cluster(name: str) -> None:
+def delete_cluster(name: str, network_was_there: bool) -> None:
+    """Deletes the cluster, and kind's `kind` network when this run's cluster made it (kind leaves it)."""
     subprocess.run([str(lab_tool("kind")), "delete", "cluster", "--name", name], env=env(),
                    capture_output=True, timeout=180)
+    if not network_was_there:
+        subprocess.run(["docker", "network", "rm", "kind"], capture_output=True, timeout=60)
+
+
+def kind_network_exists() -> bool:
+    return subprocess.run(["docker", "network", "inspect", "kind"], capture_output=True,
+                          timeout=60).returncode == 0
 
 
 def run_once(scenario: Scenario, cluster: str, namespace: str, folder: Path) -> Round:
@@ -233,6 +241,7 @@ def main(argv: list[str]) -> int:
         subprocess.run([str(REPO / "tools" / "build-image"), "--reuse", IMAGE], check=True,
                        stdout=subprocess.DEVNULL, timeout=900)
     with tempfile.TemporaryDirectory(prefix="pyci-verdicts-") as tmp:
+        network_was_there = kind_network_exists()
         make_cluster(cluster, Path(tmp))
         try:
             for name in names:
@@ -253,7 +262,7 @@ def main(argv: list[str]) -> int:
                     tally[name].append(found.seconds)
                     keep(name, folder)
         finally:
-            delete_cluster(cluster)
+            delete_cluster(cluster, network_was_there)
     for name, times in tally.items():
         if times:
             mean = sum(times) / len(times)
