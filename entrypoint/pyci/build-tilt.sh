@@ -95,7 +95,8 @@ with zipfile.ZipFile(zpath) as z:
     if got != want:
         os.unlink(zpath)
         sys.exit(f"build-tilt.sh: {url}: h1 {got}, not the pinned {want}; deleted, nothing built")
-    prefix = names[0].split("/", 1)[0] + "/"
+    first = names[0]  # golang.org/toolchain@v0.0.1-goX.Y.Z.linux-ARCH/...: the module's root
+    prefix = first[: first.index("/", first.index("@")) + 1]
     for n in names:
         target = os.path.join(dest, n[len(prefix):])
         os.makedirs(os.path.dirname(target), exist_ok=True)
