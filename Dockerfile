@@ -6,7 +6,10 @@
 #
 # Build args:
 #   BASE_IMAGE  a Debian-based Python 3.11 the runtime takes its interpreter and libraries from
-#               (default python:3.11-slim-bookworm; the lab: pyci-lab/base:latest)
+#               (default python:3.11-slim-bookworm; the lab: pyci-lab/base:latest, pyci-lab/base-arm64)
+#   BUILD_BASE_IMAGE  the same for the build machine's platform (the tilt-source stage)
+#   Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 (release.yml). Where versions.env
+#   says TILT_SHA256_<ARCH>=SOURCE, tilt is built from source in the tilt-source stage.
 #   TOOLS       download: fetch kind, kubectl and tilt and check their SHA256 from versions.env; the
 #                         docker CLI, socat and busybox come from apt (Docker's repository, key
 #                         fingerprint pinned in versions.env, and Debian's)
@@ -20,6 +23,34 @@
 # releases (TARGETARCH; the legacy builder leaves it empty and dpkg names the build machine's arch).
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# The build machine's platform: buildx sets it; the legacy builder does not, hence the default.
+ARG BUILDPLATFORM=linux/amd64
+# BUILD_BASE_IMAGE: the base of the tilt-source stage, which runs on the build machine (the lab passes
+# its amd64 base while BASE_IMAGE is the arm64 one).
+ARG BUILD_BASE_IMAGE=python:3.11-slim-bookworm
+
+# --- tilt-source: tilt built from its tag's source where versions.env says SOURCE (linux/arm64) --------
+# On the build machine, cross-compiling (no emulation): entrypoint/pyci/build-tilt.sh with the pinned Go
+# (from the module proxy, h1-checked), tilt's module h1-checked, its dependencies against its go.sum.
+# Any other platform, or TOOLS=context, leaves /out empty (the legacy builder runs every stage).
+FROM --platform=${BUILDPLATFORM} ${BUILD_BASE_IMAGE} AS tilt-source
+ARG TOOLS=download
+ARG TARGETARCH
+COPY entrypoint/pyci/versions.env entrypoint/pyci/build-tilt.sh /build/
+RUN set -eu; mkdir -p /out; \
+    arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
+    suffix=$(echo "$arch" | tr a-z A-Z); \
+    if [ "$TOOLS" = download ] && grep -qx "TILT_SHA256_$suffix=SOURCE" /build/versions.env; then \
+      apt-get update -q; \
+      case "$(dpkg --print-architecture):$arch" in \
+        amd64:arm64) cc="gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
+        arm64:amd64) cc="gcc-x86-64-linux-gnu g++-x86-64-linux-gnu libc6-dev-amd64-cross" ;; \
+        *) cc="gcc g++ libc6-dev" ;; \
+      esac; \
+      apt-get install -q -y --no-install-recommends $cc >/dev/null; \
+      HOME=/tmp sh /build/build-tilt.sh --arch "$arch" --out /out/tilt; \
+      rm -rf /tmp/* /root/go /var/lib/apt/lists/*; \
+    fi
 
 # --- tools: every bundled binary under /out, so the runtime stage takes them in one layer ----------
 FROM ${BASE_IMAGE} AS tools
@@ -27,6 +58,7 @@ ARG TOOLS=download
 ARG TARGETARCH
 # The wildcard lets the build go on when .prebuilt/ is absent (a release build from a plain checkout).
 COPY entrypoint/pyci/versions.env .prebuil[t] /build/
+COPY --from=tilt-source /out/ /build/tilt-source/
 RUN set -eu; \
     . /build/versions.env; \
     arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
@@ -49,9 +81,14 @@ RUN set -eu; \
     if [ "$TOOLS" = download ]; then \
       fetch kind "https://github.com/kubernetes-sigs/kind/releases/download/$KIND_VERSION/kind-linux-$arch" "$(sha KIND)"; \
       fetch kubectl "https://dl.k8s.io/release/$KUBECTL_VERSION/bin/linux/$arch/kubectl" "$(sha KUBECTL)"; \
-      fetch tilt.tgz "https://github.com/tilt-dev/tilt/releases/download/$TILT_VERSION/tilt.${TILT_VERSION#v}.linux.$tilt_arch.tar.gz" "$(sha TILT)"; \
+      if [ "$(sha TILT)" = SOURCE ]; then \
+        [ -x /build/tilt-source/tilt ] || { echo "pyci image: TILT_SHA256_$SUFFIX=SOURCE but the tilt-source stage built nothing" >&2; exit 1; }; \
+        install -m 0755 /build/tilt-source/tilt /out/usr/local/bin/tilt; \
+      else \
+        fetch tilt.tgz "https://github.com/tilt-dev/tilt/releases/download/$TILT_VERSION/tilt.${TILT_VERSION#v}.linux.$tilt_arch.tar.gz" "$(sha TILT)"; \
+        tar -xzf /dl/tilt.tgz -C /out/usr/local/bin tilt; \
+      fi; \
       install -m 0755 /dl/kind /dl/kubectl /out/usr/local/bin/; \
-      tar -xzf /dl/tilt.tgz -C /out/usr/local/bin tilt; \
       if [ "$(sha HELM)" = UNKNOWN ]; then \
         echo "pyci image: helm $HELM_VERSION has no SHA256 pinned in versions.env: left out, never run unverified" >&2; \
       else \

@@ -12,6 +12,11 @@ expected and the actual digest (exit 3). A pin that says UNKNOWN is refused befo
 downloaded: exit 2 for kind, kubectl and tilt (pyci cannot run without them); helm, which only
 Tiltfiles calling helm() need, is left out with one line and the others are installed.
 
+A pin that says SOURCE (tilt for linux/arm64: no published digest) is built from the tag's source by
+build-tilt.sh, shipped beside versions.env: the pinned Go, tilt's module and every dependency checked
+against the pins and the tag's go.sum (see versions.env), minutes on a cold runner, cached like a
+download afterwards (the record says `"sha256": "SOURCE"` and the binary's own digest).
+
 Overrides, for mirrors and for the tests (the digests are checked whatever they say):
   PYCI_DOWNLOAD_BASE   replaces `https://` in every URL: BASE/github.com/kubernetes-sigs/kind/...
   PYCI_VERSIONS_FILE   a versions.env to read instead of the one in this package (--versions too)
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,6 +48,9 @@ CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 60.0  # seconds without a byte, not for the whole file
 RECORD = ".pyci-verified"
 UNKNOWN = "UNKNOWN"
+SOURCE = "SOURCE"  # no published digest: built from the pinned tag's source (build-tilt.sh)
+SOURCE_BUILDS = {"tilt"}
+BUILD_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,10 @@ class ChecksumMismatch(InfrastructureError):
 class Pin:
     tool: Tool
     version: str
-    sha256: str  # 64 hex digits, or UNKNOWN
+    sha256: str  # 64 hex digits, UNKNOWN, or SOURCE
     url: str
     arch: Arch
+    versions_file: Path | None = None  # what a SOURCE build reads (None: the packaged versions.env)
 
     @property
     def label(self) -> str:
@@ -141,9 +151,12 @@ def pin(tool: Tool, versions: Mapping[str, str], arch: Arch, environ: Mapping[st
     if not version:
         raise InputError(f"{tool.name}: no {tool.key}_VERSION in the versions file")
     url = tool.url.format(version=version, bare=version.removeprefix("v"), arch=arch.name, uname=arch.uname)
-    if sha != UNKNOWN and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+    if sha == SOURCE and tool.name not in SOURCE_BUILDS:
+        raise InputError(f"{tool.name} {version}: {tool.key}_SHA256_{arch.name.upper()} is SOURCE, but only "
+                         f"{', '.join(sorted(SOURCE_BUILDS))} can be built from source")
+    if sha not in (UNKNOWN, SOURCE) and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         raise InputError(f"{tool.name} {version}: {tool.key}_SHA256_{arch.name.upper()} is "
-                         f"{sha or 'missing'}, not a SHA256 (64 hex digits) or UNKNOWN")
+                         f"{sha or 'missing'}, not a SHA256 (64 hex digits), SOURCE or UNKNOWN")
     return Pin(tool, version, sha, mirrored(url, environ), arch)
 
 
@@ -231,8 +244,42 @@ def _extract(archive: Path, member: str, out: IO[bytes], label: str) -> None:
     out.flush()
 
 
-def install(dest: Path, p: Pin) -> Installed:
-    """The verified binary of `p` under `dest`: from the cache if it is there and intact, else downloaded."""
+def build_script(environ: Mapping[str, str]) -> Path:
+    """build-tilt.sh as packaged; PYCI_BUILD_TILT names another (the tests' stand-in)."""
+    if environ.get("PYCI_BUILD_TILT"):
+        return Path(environ["PYCI_BUILD_TILT"])
+    return Path(str(resources.files("pyci").joinpath("build-tilt.sh")))
+
+
+def build_from_source(folder: Path, p: Pin, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """Run build-tilt.sh into a temporary file in `folder`; return it (not yet executable by anyone but
+    its owner) and its SHA256. The script checks every input against versions.env and the tag's go.sum."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".build-")
+    os.close(fd)
+    out = Path(name)
+    command = ["sh", str(build_script(environ)), "--arch", p.arch.name, "--out", str(out)]
+    if p.versions_file is not None:
+        command += ["--versions", str(p.versions_file)]
+    print(f"{p.label}: no published digest (SOURCE in versions.env): building it from source "
+          f"({' '.join(command[1:])}); minutes on a cold runner", flush=True)
+    import subprocess
+
+    try:
+        done = subprocess.run(command, env=dict(environ), timeout=BUILD_TIMEOUT, stdout=sys.stderr)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        out.unlink(missing_ok=True)
+        raise InfrastructureError(f"{p.label}: the source build failed: {_one_line(err)}") from err
+    if done.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
+        out.unlink(missing_ok=True)
+        raise InfrastructureError(f"{p.label}: the source build ({command[1]}) exited {done.returncode}; "
+                                  "nothing installed (its log is above)")
+    out.chmod(0o600)
+    return out, sha256_of(out)
+
+
+def install(dest: Path, p: Pin, environ: Mapping[str, str] | None = None) -> Installed:
+    """The verified binary of `p` under `dest`: from the cache if it is there and intact, else downloaded
+    (or, for a SOURCE pin, built from source)."""
     if p.sha256 == UNKNOWN:
         raise InputError(refusal(p))
     started = time.monotonic()
@@ -241,6 +288,14 @@ def install(dest: Path, p: Pin) -> Installed:
     if (found := cached(dest, p)) is not None:
         return Installed(p, found, downloaded=False, seconds=time.monotonic() - started)
     folder.mkdir(parents=True, exist_ok=True)
+    if p.sha256 == SOURCE:
+        built, binary_sha = build_from_source(folder, p, os.environ if environ is None else environ)
+        try:
+            _make_executable(built, binary)
+        finally:
+            built.unlink(missing_ok=True)
+        _write_record(folder, p, binary_sha, how="built from source by build-tilt.sh")
+        return Installed(p, binary, downloaded=True, seconds=time.monotonic() - started)
     with _temporary(folder, ".download-") as (raw, raw_path):
         actual = download(p.url, raw, p.label)
         raw.close()
@@ -257,14 +312,20 @@ def install(dest: Path, p: Pin) -> Installed:
                 out.close()
                 binary_sha = sha256_of(out_path)
                 _make_executable(out_path, binary)
+    _write_record(folder, p, binary_sha)
+    return Installed(p, binary, downloaded=True, seconds=time.monotonic() - started)
+
+
+def _write_record(folder: Path, p: Pin, binary_sha: str, how: str = "") -> None:
     record = {"tool": p.tool.name, "version": p.version, "arch": p.arch.name, "url": p.url,
               "sha256": p.sha256, "binary_sha256": binary_sha}
+    if how:
+        record["how"] = how
     with _temporary(folder, ".record-") as (f, record_path):
         f.write(json.dumps(record, indent=2).encode() + b"\n")
         f.close()
         record_path.chmod(0o644)
         os.replace(record_path, folder / RECORD)
-    return Installed(p, binary, downloaded=True, seconds=time.monotonic() - started)
 
 
 def _make_executable(verified: Path, final: Path) -> None:
@@ -314,7 +375,10 @@ def _run(namespace: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise InputError("--github-path: GITHUB_PATH is not set (not in a GitHub Actions step)")
     versions = read_versions(namespace.versions, environ)
     arch = machine_arch(namespace.arch)
-    pins = [pin(TOOLS_BY_NAME[n], versions, arch, environ) for n in names]
+    from_env = environ.get("PYCI_VERSIONS_FILE")
+    chosen = namespace.versions or (Path(from_env) if from_env else None)
+    pins = [dataclasses.replace(pin(TOOLS_BY_NAME[n], versions, arch, environ), versions_file=chosen)
+            for n in names]
     # Every pin is looked at before anything is downloaded: a refusal leaves nothing half-installed.
     refused = [p for p in pins if p.sha256 == UNKNOWN]
     required = [p for p in refused if p.tool.required]
@@ -324,18 +388,23 @@ def _run(namespace: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"pyci: warning: {refusal(p)}; left out (a Tiltfile's {p.tool.name}() finds the runner's "
               f"own {p.tool.name}, if it has one)", file=sys.stderr, flush=True)
     dest = namespace.dest.resolve()
-    done = [install_one(dest, p) for p in pins if p.sha256 != UNKNOWN]
+    done = [install_one(dest, p, environ) for p in pins if p.sha256 != UNKNOWN]
     if namespace.github_path:
         with open(github_path, "a", encoding="utf-8") as f:
             f.writelines(f"{item.path.parent}\n" for item in done)
     return ExitCode.HEALTHY
 
 
-def install_one(dest: Path, p: Pin) -> Installed:
+def install_one(dest: Path, p: Pin, environ: Mapping[str, str] | None = None) -> Installed:
     try:
-        item = install(dest, p)
+        item = install(dest, p, environ)
     except OSError as err:  # a full disk, a tool cache the runner's user cannot write
         raise InfrastructureError(f"{p.label}: cannot write under {dest}: {_one_line(err)}") from err
+    if p.sha256 == SOURCE:
+        how = ("built from source, inputs verified" if item.downloaded
+               else "cached source build, sha256 re-checked")
+        print(f"{p.label}: {how} -> {item.path} in {item.seconds:.1f}s", flush=True)
+        return item
     how = "downloaded, sha256 verified" if item.downloaded else "cached, sha256 re-checked"
     print(f"{p.label}: {how} ({p.sha256[:12]}…) -> {item.path} in {item.seconds:.1f}s", flush=True)
     return item

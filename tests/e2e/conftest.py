@@ -59,6 +59,7 @@ KIND_NETWORK = {
     "test_kind.py", "test_kind_share.py", "test_kind_buildahead.py", "test_remote.py", "test_gitlab.py",
     "test_image.py::test_green_on_real_kind_as_a_github_docker_action_sibling",
     "test_image.py::test_docker_kill_of_the_action_container_leaves_nothing",
+    "test_arm64.py::test_hello_green_with_the_arm64_image_as_a_sibling_on_real_kind",
     "test_act.py::test_kitchen_sink_green_on_real_kind_through_act",
     # all of it: act names its containers after the workflow and job, the same in every test here
     "test_act_host.py",

@@ -24,11 +24,15 @@ from tests.lab.github import read_outputs
 SOCKET = "/var/run/docker.sock"
 
 
-def docker_run(names: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+RUN_TIMEOUT = 300.0  # seconds a docker run may take; the emulated arm64 run (test_arm64) raises it
+
+
+def docker_run(names: list[str], *args: str,
+               timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     name = f"pyci-e2e-{os.getpid()}-{len(names)}"
     names.append(name)
     return subprocess.run(["docker", "run", "--rm", "--name", name, "--label", "io.pyci.lab=true", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout or RUN_TIMEOUT)
 
 
 def test_version_prints_the_bundled_tools(image: str, names: list[str]) -> None:

@@ -9,6 +9,7 @@ action runs it: a subprocess, `python -m pyci install-tools`.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -179,3 +180,88 @@ def test_nothing_is_executable_while_a_download_is_unverified(tmp_path: Path, si
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert binary(tmp_path, "kubectl").stat().st_mode & 0o111
+
+
+# --- linux/arm64 (issue 22.2): the host action on an arm64 runner -----------------------------------------
+STANDIN_BUILD = """#!/bin/sh
+# Stand-in for build-tilt.sh (a source build takes minutes; the real one is proved by the lab's
+# GOARCH=arm64 tools/build-go-tools and the nightly arm64 image tests). Records its arguments.
+echo "$@" > "$(dirname "$0")/build-args"
+while [ $# -gt 0 ]; do case $1 in --out) out=$2; shift 2 ;; *) shift ;; esac; done
+[ -n "${STANDIN_FAIL:-}" ] && { echo "stand-in build failed" >&2; exit 3; }
+printf '#!/bin/sh\\necho tilt v0.37.6 built from source (stand-in)\\n' > "$out"
+"""
+
+
+@pytest.fixture
+def arm64_site(tmp_path: Path) -> Iterator[tuple[downloads.Server, dict[str, str], Path]]:
+    """The stand-in server holding the arm64 release files of kind, kubectl and helm (their digests for
+    ARM64 pinned, AMD64 left wrong on purpose), tilt's ARM64 pin SOURCE, and a stand-in build script."""
+    scripts = tmp_path / "scripts-arm64"
+    scripts.mkdir()
+    binaries = {}
+    for tool in ("kind", "kubectl", "helm"):
+        script = scripts / tool
+        script.write_text(f"#!/bin/sh\necho {tool} linux/arm64 lab-fake\n")
+        binaries[tool] = script
+    root = tmp_path / "site"
+    pinned = downloads.mirror(root, binaries, VERSIONS, arch="arm64")
+    pinned |= {f"{t.upper()}_SHA256_AMD64": "0" * 64 for t in TOOLS} | {"TILT_SHA256_ARM64": "SOURCE"}
+    build = tmp_path / "build-tilt-standin.sh"
+    build.write_text(STANDIN_BUILD)
+    with downloads.serve(root) as server:
+        yield server, pinned, build
+
+
+def test_arm64_installs_the_arm64_files_verified_and_builds_tilt_from_source(tmp_path: Path,
+                                                                            arm64_site) -> None:
+    server, pinned, build = arm64_site
+    file = tmp_path / "versions.env"
+    file.write_text(downloads.versions_env(pinned))
+    environ = {**os.environ, "PYCI_DOWNLOAD_BASE": server.base, "PYCI_VERSIONS_FILE": str(file),
+               "PYCI_BUILD_TILT": str(build)}
+    command = [sys.executable, "-m", "pyci", "install-tools", "--dest", str(tmp_path / "cache"),
+               "--arch", "arm64"]
+    done = subprocess.run(command, capture_output=True, text=True, env=environ, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(server.requests) == sorted("/" + downloads.url_path(t, pinned, "arm64")
+                                             for t in ("kind", "kubectl", "helm"))
+    assert all("arm64" in path and "amd64" not in path for path in server.requests), server.requests
+    for tool in ("kind", "kubectl", "helm"):
+        path = tmp_path / "cache" / tool / VERSIONS[f"{tool.upper()}_VERSION"] / "arm64" / tool
+        ran = subprocess.run([str(path)], capture_output=True, text=True, timeout=10, check=True)
+        assert ran.stdout.strip() == f"{tool} linux/arm64 lab-fake"
+    tilt = tmp_path / "cache" / "tilt" / "v0.37.6" / "arm64" / "tilt"
+    assert tilt.stat().st_mode & 0o777 == 0o755
+    args = (build.parent / "build-args").read_text().split()
+    assert args[:3] == ["--arch", "arm64", "--out"] and args[4:] == ["--versions", str(file)], args
+    assert Path(args[3]).parent == tilt.parent  # built into a temporary file beside the target
+    record = json.loads((tilt.parent / ".pyci-verified").read_text())
+    assert record["sha256"] == "SOURCE" and record["arch"] == "arm64" and len(record["binary_sha256"]) == 64
+    assert [p.name for p in tilt.parent.iterdir() if p.name.startswith(".")] == [".pyci-verified"]
+    lines = done.stdout.splitlines()
+    built = "tilt v0.37.6 (linux/arm64): built from source, inputs verified"
+    assert any(ln.startswith(built) for ln in lines), lines
+    assert sum("downloaded, sha256 verified" in ln for ln in lines) == 3, lines
+    # Again: everything from the cache, re-hashed; no download, no build.
+    (build.parent / "build-args").unlink()
+    again = subprocess.run(command, capture_output=True, text=True, env=environ, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert len(server.requests) == 3 and not (build.parent / "build-args").exists()
+    assert "cached source build, sha256 re-checked" in again.stdout
+
+
+def test_arm64_a_failed_source_build_installs_no_tilt(tmp_path: Path, arm64_site) -> None:
+    server, pinned, build = arm64_site
+    file = tmp_path / "versions.env"
+    file.write_text(downloads.versions_env(pinned))
+    environ = {**os.environ, "PYCI_DOWNLOAD_BASE": server.base, "PYCI_VERSIONS_FILE": str(file),
+               "PYCI_BUILD_TILT": str(build), "STANDIN_FAIL": "1"}
+    done = subprocess.run([sys.executable, "-m", "pyci", "install-tools", "--dest", str(tmp_path / "cache"),
+                           "--arch", "arm64", "--tools", "tilt"], capture_output=True, text=True, env=environ,
+                          timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "pyci: error: tilt v0.37.6 (linux/arm64): the source build" in done.stderr
+    folder = tmp_path / "cache" / "tilt" / "v0.37.6" / "arm64"
+    assert list(folder.iterdir()) == []  # no binary, no record, no temporary file
+    assert server.requests == []

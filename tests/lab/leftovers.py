@@ -35,6 +35,8 @@ MARK = "PYCI_TEST_RUN"
 # The e2e tests' product image: kept between runs on purpose (tools/build-image --reuse rebuilds it only
 # when its inputs change, and removes the image it replaces), so its one tag is never a leftover.
 E2E_IMAGE = os.environ.get("PYCI_E2E_IMAGE", "pyci-lab/pyci:e2e")
+# Its linux/arm64 build for the nightly arm64 cases (tests/e2e/test_arm64.py), kept the same way.
+E2E_ARM64_IMAGE = os.environ.get("PYCI_E2E_ARM64_IMAGE", "pyci-lab/pyci:e2e-arm64")
 
 
 class Blind(Exception):
@@ -64,7 +66,7 @@ def docker_objects() -> dict[str, str]:
             for image in api.images():
                 tags = [t for t in image.get("RepoTags") or () if t != "<none>:<none>"]
                 found |= {f"tag {t}": f"image tag {t}" for t in tags
-                          if t.startswith(TAG_PREFIXES) and t != E2E_IMAGE}
+                          if t.startswith(TAG_PREFIXES) and t not in (E2E_IMAGE, E2E_ARM64_IMAGE)}
                 if not tags:
                     size = image.get("Size", 0) / 1e6
                     labels = ",".join(sorted(image.get("Labels") or {}))

@@ -58,5 +58,5 @@ def test_readme_shows_both_github_actions_and_the_host_actions_overrides():
     # Every environment variable the downloader reads is documented.
     source = (REPO / "entrypoint" / "pyci" / "install.py").read_text()
     read = set(re.findall(r'environ(?:\.get\(|\[)"(PYCI_[A-Z_]+)"', source))
-    assert read == {"PYCI_DOWNLOAD_BASE", "PYCI_VERSIONS_FILE"}
+    assert read == {"PYCI_DOWNLOAD_BASE", "PYCI_VERSIONS_FILE", "PYCI_BUILD_TILT"}
     assert all(f"`{name}`" in README for name in read)

@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 VERSIONS = REPO / "entrypoint" / "pyci" / "versions.env"
 DOWNLOADED = ("KIND", "KUBECTL", "TILT", "HELM")  # release files checked against a pinned SHA256
 TOOLS = (*DOWNLOADED, "DOCKER_CLI")  # the docker CLI comes from Docker's signed apt repository
-LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.,-]+")  # sh-sourceable as is: no quotes, spaces or expansions
+LINE = re.compile(r"[A-Z0-9_]+=[A-Za-z0-9.,/:@=+-]+")  # sh-sourceable as is: no quotes, spaces or expansions
+SOURCE_KEYS = {"TILT_SOURCE_H1", "TILT_SOURCE_GO", "TILT_SOURCE_GO_H1_AMD64", "TILT_SOURCE_GO_H1_ARM64",
+               "TILT_SOURCE_GOSUM_FIX"}
 
 
 def entries() -> dict[str, str]:
@@ -25,13 +27,30 @@ def test_every_tool_has_a_version_and_a_digest_or_unknown_per_arch() -> None:
     found = entries()
     suffixes = ("VERSION", "SHA256_AMD64", "SHA256_ARM64")
     expected = {f"{tool}_{suffix}" for tool in DOWNLOADED for suffix in suffixes}
-    expected |= {"DOCKER_CLI_VERSION", "DOCKER_APT_KEY_FINGERPRINT", "TOOLBOX_DEBS"}
+    expected |= {"DOCKER_CLI_VERSION", "DOCKER_APT_KEY_FINGERPRINT", "TOOLBOX_DEBS"} | SOURCE_KEYS
     assert set(found) == expected
     # Docker's release key as docs.docker.com gives it: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88
     assert found["DOCKER_APT_KEY_FINGERPRINT"] == "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
     for key, value in found.items():
-        if "_SHA256_" in key:  # never a guess: a published digest, or UNKNOWN (the build refuses it)
-            assert re.fullmatch(r"[0-9a-f]{64}", value) or value == "UNKNOWN", key
+        if "_SHA256_" in key:  # never a guess: a published digest, UNKNOWN (refused), or SOURCE (built)
+            assert re.fullmatch(r"[0-9a-f]{64}", value) or value in ("UNKNOWN", "SOURCE"), key
+            assert value != "SOURCE" or key.startswith("TILT_"), key  # only tilt has a source build
+
+
+def test_no_released_platform_is_unknown_and_source_says_how_it_is_made() -> None:
+    """Issue 22.1: both platforms are released, so no UNKNOWN; SOURCE comes with its recipe's pins."""
+    found = entries()
+    assert [k for k, v in found.items() if v == "UNKNOWN"] == []
+    assert found["TILT_SHA256_ARM64"] == "SOURCE"
+    assert re.fullmatch(r"go1\.\d+\.\d+", found["TILT_SOURCE_GO"])
+    for key in ("TILT_SOURCE_H1", "TILT_SOURCE_GO_H1_AMD64", "TILT_SOURCE_GO_H1_ARM64"):
+        assert re.fullmatch(r"h1:[A-Za-z0-9+/]{43}=", found[key]), key
+    # The one go.sum line replaced: buildx v0.32.1, with sum.golang.org's hash (tilt's go.sum has another).
+    assert found["TILT_SOURCE_GOSUM_FIX"] == (
+        "github.com/docker/buildx@v0.32.1=h1:ecen0VNo7UINEv+Wx7xDPlTH5nQ1EaxzFOoslYIISuk=")
+    text = VERSIONS.read_text(encoding="utf-8")
+    assert "h1:Zlau3oApu/xjwgRsOc4YLcnmpHUsCXOH1GR6KlOhTME=" in text  # the replaced value is on record
+    assert (REPO / "entrypoint" / "pyci" / "build-tilt.sh").is_file()
 
 
 def test_versions_match_the_lab_builds() -> None:

@@ -89,23 +89,29 @@ def test_e2e_runs_this_commits_image(job: str, tmp_path: Path) -> None:
     assert switched["inputs"] == original["inputs"] and switched["outputs"] == original["outputs"]
 
 
-def release_platforms(tmp_path: Path, versions: str) -> str:
-    """Run release.yml's platforms step against a versions.env; return the platforms it outputs."""
+def release_platforms(tmp_path: Path, versions: str) -> subprocess.CompletedProcess[str]:
+    """Run release.yml's platforms step against a versions.env; its output file's platforms in stdout."""
     step = next(s for s in steps(load("release.yml")) if s.get("id") == "platforms")
     (tmp_path / "entrypoint" / "pyci").mkdir(parents=True)
     (tmp_path / "entrypoint" / "pyci" / "versions.env").write_text(versions, encoding="utf-8")
     output = tmp_path / "github_output"
-    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, check=True, timeout=30,
-                   env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output)}, capture_output=True)
-    return output.read_text(encoding="utf-8").strip().removeprefix("platforms=")
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, timeout=30, text=True,
+                          env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output)}, capture_output=True)
+    if output.exists():
+        done.stdout = output.read_text(encoding="utf-8").strip().removeprefix("platforms=")
+    return done
 
 
-def test_release_builds_arm64_only_once_its_digests_are_pinned(tmp_path: Path) -> None:
+def test_release_builds_both_platforms_and_fails_on_unknown(tmp_path: Path) -> None:
+    """Issue 22.1: one manifest list for linux/amd64 and linux/arm64; an UNKNOWN for either fails the
+    release instead of leaving a platform out (tilt arm64 is SOURCE: built in the tilt-source stage)."""
     versions = (REPO / "entrypoint" / "pyci" / "versions.env").read_text(encoding="utf-8")
-    expected = "linux/amd64" if "_SHA256_ARM64=UNKNOWN" in versions else "linux/amd64,linux/arm64"
-    assert release_platforms(tmp_path / "now", versions) == expected
-    pinned = re.sub(r"_SHA256_ARM64=UNKNOWN", "_SHA256_ARM64=" + "0" * 64, versions)
-    assert release_platforms(tmp_path / "pinned", pinned) == "linux/amd64,linux/arm64"
+    now = release_platforms(tmp_path / "now", versions)
+    assert now.returncode == 0 and now.stdout == "linux/amd64,linux/arm64", now
+    for key in ("TILT_SHA256_ARM64", "KIND_SHA256_AMD64"):
+        unknown = re.sub(rf"^{key}=.*$", f"{key}=UNKNOWN", versions, flags=re.M)
+        done = release_platforms(tmp_path / key, unknown)
+        assert done.returncode != 0 and "::error" in done.stdout + done.stderr, (key, done)
 
 
 def test_release_pushes_a_multi_arch_image_with_sbom_and_provenance_and_moves_v1() -> None:
