@@ -208,12 +208,18 @@ def _claim_cluster(state: Run, client: Any, stack: contextlib.ExitStack) -> tupl
         stack.callback(_rmtree, workdir)
     provider = clusters.get_provider(s, workdir)
     kind_network: str = (getattr(provider, "network", None) or "") if s.cluster == "kind" else ""
+    reused = False
+    if isinstance(provider, KindProvider) and provider.exists():
+        reused = True
+        # The network its nodes are on, not where kind would put a new cluster: the registry waits to
+        # join this one (a KIND_EXPERIMENTAL_DOCKER_NETWORK that differs cost a 60 s wait for nothing).
+        kind_network = provider.nodes_network()
     made_network = bool(kind_network) and not daemon.network_exists(client, kind_network)
     if made_network:
         # kind makes its network on first use and never removes it: this run made it, so it goes,
         # after the cluster and the registry (callbacks run last-in first-out).
         stack.callback(daemon.remove_network_if_unused, client, kind_network)
-    if isinstance(provider, KindProvider) and not provider.exists():
+    if isinstance(provider, KindProvider) and not reused:
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
         ownership.claim_cluster(client, s.cluster_name, s.run_id, stack,
                                 network=kind_network if made_network else None)

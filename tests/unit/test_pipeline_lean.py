@@ -43,3 +43,28 @@ def test_stage_imports_can_run_beside_the_main_thread() -> None:
     import sys
 
     assert not thread.is_alive() and "kubernetes.client" in sys.modules and "pyci.readiness" in sys.modules
+
+
+def test_a_reused_cluster_is_joined_on_its_nodes_network_not_where_kind_would_make_one(monkeypatch) -> None:
+    """KIND_EXPERIMENTAL_DOCKER_NETWORK names where kind puts a new cluster; a reused one's nodes may be
+    elsewhere. The registry waits to join the network this returns (up to 60 s for one never made)."""
+    from types import SimpleNamespace
+
+    from pyci import cluster as clusters
+    from pyci import ownership
+    from pyci.cluster.kind import KindProvider
+
+    monkeypatch.setenv("KIND_EXPERIMENTAL_DOCKER_NETWORK", "pyci-elsewhere")
+    provider = KindProvider.__new__(KindProvider)
+    monkeypatch.setattr(KindProvider, "exists", lambda self: True)
+    monkeypatch.setattr(KindProvider, "nodes_network", lambda self: "kind")
+    monkeypatch.setattr(clusters, "get_provider", lambda settings, workdir: provider)
+    monkeypatch.setattr(pipeline.daemon, "network_exists", lambda client, name: name == "kind")
+    claimed: list[str] = []
+    monkeypatch.setattr(ownership, "claim_cluster", lambda *a, **k: claimed.append("claimed"))
+    settings = SimpleNamespace(run_id="r1", keep_cluster=False, cluster="kind", cluster_name="theirs")
+    with contextlib.ExitStack() as stack:
+        state = SimpleNamespace(settings=settings)
+        got, network = pipeline._claim_cluster(state, object(), stack)  # type: ignore[arg-type]
+        assert (got, network) == (provider, "kind")
+    assert claimed == []  # a reused cluster is not claimed (it will not be deleted)

@@ -171,7 +171,7 @@ class KindProvider:
         if self.exists():
             log.info("kind cluster %s exists: reusing it (it will not be deleted)", self.name)
             write_private(kubeconfig, self._check(["get", "kubeconfig", "--name", self.name]))
-            network = self._nodes_network()
+            network = self.nodes_network()
         else:
             # Registered before kind starts: a cancel during `kind create` leaves no half-made cluster.
             stack.callback(self.delete)
@@ -190,7 +190,7 @@ class KindProvider:
             network=network,
         )
 
-    def _nodes_network(self) -> str:
+    def nodes_network(self) -> str:
         """The docker network a reused cluster's nodes are on: KIND_EXPERIMENTAL_DOCKER_NETWORK says
         where kind puts a cluster it creates, not where someone else's cluster is."""
         wanted, nodes = self.network, self.nodes()
