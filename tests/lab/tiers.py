@@ -84,6 +84,18 @@ class Tier:
         return run, run - bad
 
 
+def slowest_modules(junit: Path, top: int = 6) -> str:
+    """'module 12.3 s, ...': where a tier's time went, summed per test module from its JUnit file."""
+    if not junit.is_file():
+        return ""
+    seconds: dict[str, float] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        module = (case.get("classname") or "").rsplit(".", 1)[-1]
+        seconds[module] = seconds.get(module, 0.0) + float(case.get("time") or 0)
+    ranked = sorted(seconds.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{module} {secs:.0f} s" for module, secs in ranked)
+
+
 def verdict(tier: Tier, expected: int | None) -> str:
     """'' when the tier passed and reached its count, else the one line that says why not."""
     run, passed = tier.counts()
@@ -133,6 +145,25 @@ def wait_all(tiers: list[Tier]) -> None:
         time.sleep(1)
 
 
+def cpu_busy() -> float:
+    """Core-seconds the whole machine spent busy since boot (/proc/stat: all but idle and iowait). Kind's
+    nodes run under dockerd, not under pytest, so only the machine's count sees what a tier costs."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(busy: float, wall: float) -> str:
+    """How much of the machine a stretch of the run used: the floor under its wall time on this machine."""
+    cores = os.cpu_count() or 1
+    share = busy / (wall * cores) if wall > 0 else 0.0
+    return (f"CPU busy {busy / 60:.1f} core-min of {wall * cores / 60:.1f} ({cores} cores, {share:.0%}): "
+            f"no order of these tests runs them in under {minutes(busy / cores)} here")
+
+
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
 
@@ -155,11 +186,16 @@ def main(names: list[str]) -> int:
     by_name = {tier.name: tier for tier in tiers}
     waves = [list(by_name)] if os.environ.get("PYCI_TEST_PARALLEL") == "1" else [
         [n for n in wave if n in by_name] for wave in WAVES_DEFAULT]
+    cpu0 = cpu_busy()
     for wave in [w for w in waves if w]:
+        w0, c0 = time.monotonic(), cpu_busy()
         for name in wave:
             start(by_name[name], env)
         wait_all([by_name[name] for name in wave])
+        print(f"== tests: wave {wave}: {minutes(time.monotonic() - w0)}; "
+              f"{cpu_line(cpu_busy() - c0, time.monotonic() - w0)}", flush=True)
     wall = time.monotonic() - t0
+    busy = cpu_busy() - cpu0
     print("\n== tests: leftover check (once, after every tier)", flush=True)
     left = leftovers.main(["check", str(before)])
     problems = [line for tier in tiers if (line := verdict(tier, expected.get(tier.name)))]
@@ -170,8 +206,9 @@ def main(names: list[str]) -> int:
     for tier in tiers:
         run, passed = tier.counts()
         print(f"   {tier.name:<12} {minutes(tier.seconds):>14} {run:>6} {passed:>7} "
-              f"{expected.get(tier.name, '-'):>9}")
+              f"{expected.get(tier.name, '-'):>9}   slowest: {slowest_modules(tier.junit)}")
     print(f"   {'all tiers':<12} {minutes(wall):>14}")
+    print(f"   {cpu_line(busy, wall)}")
     for line in problems:
         print(f"tools/test: {line}")
     if left:

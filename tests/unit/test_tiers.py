@@ -112,3 +112,21 @@ def test_the_readme_lists_every_nightly_case():
     assert nightly, "no nightly case: the e2e workflow's schedule job would run nothing"
     missing = [i for i in nightly if f"`{i}`" not in readme]
     assert missing == [], missing
+
+
+def test_the_cpu_line_names_the_floor_under_the_wall_time(monkeypatch) -> None:
+    monkeypatch.setattr(tiers.os, "cpu_count", lambda: 2)
+    line = tiers.cpu_line(busy=600.0, wall=900.0)  # 10 core-min in 15 min on 2 cores
+    assert line.startswith("CPU busy 10.0 core-min of 30.0 (2 cores, 33%)"), line
+    assert "in under 5 min 00.0 s here" in line, line
+    assert tiers.cpu_busy() > 0  # /proc/stat on Linux
+
+
+def test_the_slowest_modules_are_summed_from_the_junit_file(tmp_path: Path) -> None:
+    junit = tmp_path / "t.xml"
+    junit.write_text('<testsuites><testsuite name="pytest" tests="3">'
+                     '<testcase classname="tests.e2e.test_a" name="x" time="10.5"/>'
+                     '<testcase classname="tests.e2e.test_b" name="y" time="3"/>'
+                     '<testcase classname="tests.e2e.test_a" name="z" time="2"/></testsuite></testsuites>')
+    assert tiers.slowest_modules(junit) == "test_a 12 s, test_b 3 s"
+    assert tiers.slowest_modules(tmp_path / "none.xml") == ""
