@@ -14,6 +14,10 @@ Each repetition, with a fresh nonce in the dependency step (no earlier build cac
   warm   the same with DIR kept, on a daemon emptied as a fresh runner's: the app's images and the
          build-cache records of this nonce's steps removed (only ours: the daemon is shared), the
          third-party image removed, and the stand-in upstream stopped.
+  change the warm run again after a one-line change to the server's source (a COPY after the
+         dependency step): only that layer may be rebuilt (the image built ahead in seconds, not the
+         dependency step's minute and more), and the run is green only if the image holds the
+         changed line (the pod's readiness probe greps its source: a stale image never gets ready).
 Reported: times to green, warm/cold (target ≤ 0.6), the bytes the stand-in served during each pyci run
 (from its log; on the warm run it is stopped, so anything pyci needed from it fails the run), and the
 plain recipe's time. Each run holds /tmp/realkind.lock (taken before its clock starts).
@@ -78,6 +82,20 @@ def docker(*args: str, check: bool = True) -> str:
     return done.stdout.strip()
 
 
+def server_source(marker: str) -> str:
+    """The app's server; it prints the marker first, so its log shows which source the pod runs."""
+    return (f"print('serving {marker}', flush=True)\nimport http.server\nhttp.server.HTTPServer(('', 8000), "
+            "http.server.SimpleHTTPRequestHandler).serve_forever()\n")
+
+
+def manifests(image: str, marker: str, third_party: str) -> str:
+    """The app's Deployments; warm-api is ready only once its image holds the source with the marker: a
+    stale image never gets ready, and the run is not green."""
+    probe = {"exec": {"command": ["grep", "-q", f"serving {marker}", "/app/server.py"]}, "periodSeconds": 1}
+    return "\n---\n".join(json.dumps(deployment(n, i, cmd, p)) for n, i, cmd, p in (
+        ("warm-api", image, None, probe), ("warm-tp", third_party, ["sleep", "infinity"], None)))
+
+
 def write_app(root: Path, nonce: str, third_party: str) -> Path:
     files = {
         "Tiltfile": ("config.define_string('base-image')\ncfg = config.parse()\n"
@@ -85,10 +103,8 @@ def write_app(root: Path, nonce: str, third_party: str) -> Path:
                      f"'{BASE_IMAGE}')}})\nk8s_yaml('k8s.yaml')\n"),
         "api/Dockerfile": ("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" + DEPS.format(nonce=nonce) + "\n"
                            "COPY server.py /app/server.py\nCMD [\"python3\", \"/app/server.py\"]\n"),
-        "api/server.py": ("import http.server\nhttp.server.HTTPServer(('', 8000), "
-                          "http.server.SimpleHTTPRequestHandler).serve_forever()\n"),
-        "k8s.yaml": "\n---\n".join(json.dumps(deployment(n, image, cmd)) for n, image, cmd in (
-            ("warm-api", "warm-api", None), ("warm-tp", third_party, ["sleep", "infinity"]))),
+        "api/server.py": server_source(f"{nonce}-first"),
+        "k8s.yaml": manifests("warm-api", f"{nonce}-first", third_party),
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +112,12 @@ def write_app(root: Path, nonce: str, third_party: str) -> Path:
     return root
 
 
-def deployment(name: str, image: str, command: list[str] | None) -> dict:
+def deployment(name: str, image: str, command: list[str] | None, probe: dict | None = None) -> dict:
     container: dict = {"name": name, "image": image}
     if command:
         container["command"] = command
+    if probe:
+        container["readinessProbe"] = probe
     template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}}
@@ -172,6 +190,21 @@ def pyci_run(runner: Runner, src: Path, name: str, log: Path, work: Path, cache:
     return total, code == 0, stage_seconds(junit)
 
 
+def ahead_seconds(log: str) -> float:
+    """How long building the app's image ahead took (-1: not built ahead)."""
+    found = re.findall(r"build ahead: warm-api\S* built in ([\d.]+)s", log)
+    return float(found[-1]) if found else -1.0
+
+
+def seconds_list(rows: list[dict], key: str) -> str:
+    return ", ".join(f"{r[key]:.1f}" for r in rows)
+
+
+def printed(artifacts: Path, line: str) -> bool:
+    """The pod printed it, as far as tilt streamed the pod's output before it ended (per-component logs)."""
+    return any(line in f.read_text(errors="replace") for f in artifacts.rglob("*.log") if f.is_file())
+
+
 def main(reps: int) -> int:
     bench_kind.check_lab()
     for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run in progress, then sweep
@@ -193,13 +226,18 @@ def main(reps: int) -> int:
     if rows:
         med = {k: statistics.median(r[k] for r in rows) for k in ("plain", "cold", "warm")}
         ratios = [r["warm"] / r["cold"] for r in rows]
+        med["change"] = statistics.median(r["change"] for r in rows)
         print(f"\n{len(rows)} repetitions. Medians: plain {med['plain']:.1f} s, cold {med['cold']:.1f} s, "
               f"warm {med['warm']:.1f} s. warm/cold median {statistics.median(ratios):.2f} "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target <= 0.6); warm/plain "
               f"{med['warm'] / med['plain']:.2f}. Bytes from the stand-in upstream on warm runs: "
-              f"{sorted({r['warm_bytes'] for r in rows})} (target 0).")
+              f"{sorted({r['warm_bytes'] for r in rows})} (target 0). One-line change: median "
+              f"{med['change']:.1f} s; image built ahead in {seconds_list(rows, 'ahead_change')} s against "
+              f"{seconds_list(rows, 'ahead_cold')} s cold; the changed line served: "
+              f"{sum(r['change_served'] for r in rows)}/{len(rows)}.")
     shutil.rmtree(work / "apps", ignore_errors=True)
-    return 0 if rows and all(r["cold_ok"] and r["warm_ok"] and r["plain_ok"] for r in rows) else 1
+    return 0 if rows and all(r["cold_ok"] and r["warm_ok"] and r["plain_ok"] and r["change_ok"]
+                             and r["change_served"] for r in rows) else 1
 
 
 def describe(rep: int, r: dict) -> str:
@@ -209,7 +247,11 @@ def describe(rep: int, r: dict) -> str:
     return (f"rep {rep + 1}: plain {r['plain']:.1f} s ({ok('plain')}), "
             f"cold {r['cold']:.1f} s ({ok('cold')}, upstream {r['cold_bytes']} B), "
             f"warm {r['warm']:.1f} s ({ok('warm')}, upstream {r['warm_bytes']} B, stopped), "
-            f"warm/cold {r['warm'] / r['cold']:.2f}\n  cold: {r['cold_cache']}\n  warm: {r['warm_cache']}")
+            f"warm/cold {r['warm'] / r['cold']:.2f}; one-line change {r['change']:.1f} s ({ok('change')}, "
+            f"built ahead in {r['ahead_change']:.1f} s against {r['ahead_cold']:.1f} s cold, the changed "
+            f"line {'served' if r['change_served'] else 'NOT served'}"
+            f"{', printed in its log' if r['change_printed'] else ''})\n  cold: {r['cold_cache']}\n"
+            f"  warm: {r['warm_cache']}\n  change: {r['change_cache']}")
 
 
 def repetition(runner: Runner, work: Path, source: str, rep: int) -> dict:
@@ -239,10 +281,13 @@ def repetition(runner: Runner, work: Path, source: str, rep: int) -> dict:
             verdict, _, out["plain_ok"], _, _ = runner.plain(app, app_dir, name, work / f"{name}.log")
         out["plain"] = pulled + verdict
         docker("rmi", f"localhost:{upstream.port}/lab/tp:1", check=False)
-        for label, stop in (("cold", False), ("warm", True)):
+        for label, stop in (("cold", False), ("warm", True), ("change", False)):
             empty_daemon(nonce, [upstream.ref])
             if stop:
                 upstream.silence()
+            if label == "change":  # one line of the server's source: the COPY after the dependency step
+                (app_dir / "api" / "server.py").write_text(server_source(f"{nonce}-changed"))
+                (app_dir / "k8s.yaml").write_text(manifests("warm-api", f"{nonce}-changed", upstream.ref))
             name = runner.next_name(f"pyci-{label}", "warm")
             since = time.time()
             with realkind_lock():
@@ -251,6 +296,10 @@ def repetition(runner: Runner, work: Path, source: str, rep: int) -> dict:
             out[f"{label}_bytes"] = upstream.served_since(since)
             log = (work / f"{name}.log").read_text(errors="replace")
             out[f"{label}_cache"] = "; ".join(re.findall(r"cache: ([^\n]*)", log))[:600]
+            out[f"ahead_{label}"] = ahead_seconds(log)
+            if label == "change":  # green means ready, and ready means its image has the changed line
+                out["change_served"] = out["change_ok"]
+                out["change_printed"] = printed(work / f"{name}-artifacts", f"serving {nonce}-changed")
         empty_daemon(nonce, [upstream.ref])
         return out
     finally:
