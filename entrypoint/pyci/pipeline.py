@@ -209,11 +209,8 @@ def _claim_cluster(state: Run, client: Any, stack: contextlib.ExitStack) -> tupl
     provider = clusters.get_provider(s, workdir)
     kind_network: str = (getattr(provider, "network", None) or "") if s.cluster == "kind" else ""
     reused = False
-    if isinstance(provider, KindProvider) and provider.exists():
-        reused = True
-        # The network its nodes are on, not where kind would put a new cluster: the registry waits to
-        # join this one (a KIND_EXPERIMENTAL_DOCKER_NETWORK that differs cost a 60 s wait for nothing).
-        kind_network = provider.nodes_network()
+    if isinstance(provider, KindProvider):  # the registry waits to join this network
+        kind_network, reused = provider.run_network()
     made_network = bool(kind_network) and not daemon.network_exists(client, kind_network)
     if made_network:
         # kind makes its network on first use and never removes it: this run made it, so it goes,

@@ -190,6 +190,12 @@ class KindProvider:
             network=network,
         )
 
+    def run_network(self) -> tuple[str, bool]:
+        """(the docker network this run's cluster is on, whether it exists already). A reused cluster's
+        is its nodes' own, not where kind would put a new one: a KIND_EXPERIMENTAL_DOCKER_NETWORK that
+        differs made the registry wait 60 s for a network never made."""
+        return (self.nodes_network(), True) if self.exists() else (self.network, False)
+
     def nodes_network(self) -> str:
         """The docker network a reused cluster's nodes are on: KIND_EXPERIMENTAL_DOCKER_NETWORK says
         where kind puts a cluster it creates, not where someone else's cluster is."""
