@@ -88,6 +88,28 @@ def lab_bin() -> Path:
     return LAB_BIN
 
 
+def created_since(client, since: float, token: str) -> list[str]:
+    """Containers, networks and volumes created on the daemon since `since` whose name or labels carry
+    `token` (a run id's suffix, a cluster name): what one run made, whatever other tiers make beside it
+    (a before/after listing of the whole daemon sees their objects, and races their removals)."""
+    import json
+
+    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                           filters={"event": "create"})
+    return [f"{e.get('Type')} {e.get('Actor', {}).get('Attributes', {}).get('name', e.get('id', '?'))}"
+            for e in events if e.get("Type") in ("container", "network", "volume")
+            and token in json.dumps(e.get("Actor", {}))]
+
+
+def run_token(stdout: str) -> str:
+    """The suffix of the run id pyci prints first: its cluster (pyci-<suffix>) and all it makes carry it."""
+    import re
+
+    found = re.search(r"^run id (\S+)", stdout, re.M)
+    assert found, f"no run id in pyci's output: {stdout[:500]}"
+    return found.group(1).rsplit("-", 1)[-1]
+
+
 def lab_tool(name: str) -> Path:
     path = LAB_BIN / name
     if not os.access(path, os.X_OK):

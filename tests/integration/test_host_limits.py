@@ -7,22 +7,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pyci import cli, hostlimits, node_images
 from pyci.results import ExitCode
+from tests.conftest import created_since
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "entrypoint"
 
 
-def everything(client: Any) -> set[str]:
-    return ({f"container {c.id}" for c in client.containers.list(all=True)}
-            | {f"network {n.id}" for n in client.networks.list()}
-            | {f"volume {v.name}" for v in client.volumes.list()})
 
 
 def app(tmp_path: Path) -> Path:
@@ -34,10 +31,11 @@ def app(tmp_path: Path) -> Path:
 
 def test_a_kubernetes_version_without_an_image_is_one_line_exit_2_and_nothing_made(tmp_path: Path,
                                                                                   docker_client):
-    before = everything(docker_client)
+    since, cluster = time.time(), f"pyci-kv-{uuid.uuid4().hex[:6]}"
     # This checkout's pyci, whatever an editable install elsewhere points at.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ENTRYPOINT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-m", "pyci", "run", "--working-directory", str(app(tmp_path)),
+                           "--cluster-name", cluster,
                            "--kubernetes-version", "v1.29", "--junit", str(tmp_path / "junit.xml")],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == ExitCode.BAD_INPUT, done.stdout + done.stderr
@@ -46,7 +44,7 @@ def test_a_kubernetes_version_without_an_image_is_one_line_exit_2_and_nothing_ma
         f"allowed: a Kubernetes version with a node image for kind {node_images.KIND_VERSION}: "
         f"{node_images.supported()}"], done.stderr
     assert "run id" not in done.stdout  # the pipeline never started
-    assert everything(docker_client) == before
+    assert created_since(docker_client, since, cluster) == []  # by name: other tiers share the daemon
 
 
 def test_inotify_instances_at_8_stop_the_run_before_anything_is_made(
@@ -58,14 +56,14 @@ def test_inotify_instances_at_8_stop_the_run_before_anything_is_made(
     monkeypatch.setattr(hostlimits, "INOTIFY", proc)
     monkeypatch.setattr(hostlimits, "writable", lambda path: False)  # as in a container, or not root
     monkeypatch.chdir(tmp_path)
-    before = everything(docker_client)
+    since, cluster = time.time(), f"pyci-limits-{uuid.uuid4().hex[:6]}"
     code = cli.main(["run", "--working-directory", str(app(tmp_path)), "--cluster-name",
-                     f"pyci-limits-{uuid.uuid4().hex[:6]}", "--topology", "host", "--summary", "false",
+                     cluster, "--topology", "host", "--summary", "false",
                      "--junit", str(tmp_path / "junit.xml"), "--artifacts-dir", str(tmp_path / "artifacts")])
     out = capsys.readouterr().out
     assert code == ExitCode.BAD_INPUT, out
     stop = ("fs.inotify.max_user_instances is 8, below the 128 a kind cluster needs: run "
             "`sysctl -w fs.inotify.max_user_instances=512` on the Docker host")
     assert [line for line in out.splitlines() if "max_user_instances" in line][-1].endswith(stop), out
-    assert everything(docker_client) == before
+    assert created_since(docker_client, since, cluster) == []
     assert (proc / "max_user_instances").read_text() == "8\n"

@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import lab_tool
+from tests.conftest import created_since, lab_tool, run_token
 
 
 def test_a_tiltfile_error_ends_the_run_in_under_two_seconds_creating_nothing(tmp_path: Path, docker_client):
@@ -20,8 +20,7 @@ def test_a_tiltfile_error_ends_the_run_in_under_two_seconds_creating_nothing(tmp
     (tmp_path / "output").touch()
     env = dict(os.environ, GITHUB_ACTIONS="true", GITHUB_WORKSPACE=str(tmp_path / "repo"),
                GITHUB_OUTPUT=str(tmp_path / "output"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary"))
-    before = {c.id for c in docker_client.containers.list(all=True)}
-    t0 = time.monotonic()
+    since, t0 = time.time(), time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pyci", "run", "--working-directory", str(app),
                            "--junit", str(tmp_path / "junit.xml")],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -30,7 +29,7 @@ def test_a_tiltfile_error_ends_the_run_in_under_two_seconds_creating_nothing(tmp
     assert took < 2.0, took
     # On the pull request's diff, at the line: the path is relative to the repository.
     assert "::error file=app/Tiltfile,line=5,col=1,title=Tiltfile error::" in done.stdout, done.stdout
-    assert {c.id for c in docker_client.containers.list(all=True)} == before  # no registry, no cluster
+    assert created_since(docker_client, since, run_token(done.stdout)) == []  # no registry, no cluster
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     failure = cases["Tiltfile"].find("failure")  # was `(Tiltfile)`, tilt's internal name
     assert failure is not None and "app/Tiltfile:5:1" in (failure.get("message") or ""), failure
@@ -64,10 +63,10 @@ def test_an_extension_that_cannot_be_fetched_ends_the_run_in_preflight(tmp_path:
         "v1alpha1.extension_repo(name='default', url='file:///nonexistent/pyci-tilt-verdicts/extensions')\n"
         "\n"
         "load('ext://restart_process', 'docker_build_with_restart')\n")
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    since = time.time()
     done, took = run_pyci(tmp_path, app)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert {c.id for c in docker_client.containers.list(all=True)} == before  # no registry, no cluster
+    assert created_since(docker_client, since, run_token(done.stdout)) == []  # no registry, no cluster
     assert "::error file=app/Tiltfile,line=4,col=1,title=Tiltfile error::" in done.stdout, done.stdout
     cases = {str(c.get("name")): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     assert _failed(cases["preflight"]) and _failed(cases["Tiltfile"]), sorted(cases)
