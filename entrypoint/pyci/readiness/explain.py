@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,15 +15,36 @@ from pyci.readiness.objects import Key, result_name
 LOG_TAIL = 20
 
 
-def _pod_logs(core: client.CoreV1Api, namespace: str, pod: str, container: str | None, previous: bool) -> str:
+# What the kubelet answers (as the log's text) for a container whose log it no longer has.
+UNAVAILABLE = "unable to retrieve container logs for"
+RETRY_PAUSE = 1.0  # seconds before asking for a crashed container's log once more
+
+
+def _read_log(core: client.CoreV1Api, namespace: str, pod: str, container: str | None, previous: bool) -> str:
     """The last log lines of a container; "" when the API has none (or no kubelet serves them)."""
     kwargs: dict[str, Any] = {"tail_lines": LOG_TAIL, "previous": previous, "_request_timeout": 10}
     if container:
         kwargs["container"] = container
     try:
-        return str(core.read_namespaced_pod_log(pod, namespace, **kwargs) or "").rstrip()
+        text = str(core.read_namespaced_pod_log(pod, namespace, **kwargs) or "").rstrip()
     except Exception:  # no kubelet, no previous container, pod gone: logs are a bonus
         return ""
+    return "" if text.startswith(UNAVAILABLE) else text
+
+
+def _pod_logs(core: client.CoreV1Api, namespace: str, pod: str, container: str | None, previous: bool) -> str:
+    """A crash's last words. In a fast crash loop the kubelet may already have removed the previous
+    container ("unable to retrieve container logs"): then the current one, which crashed the same way
+    or is about to, and the previous one once more a moment later (the crash's own words were lost
+    under load on real kind, the verdict left with none)."""
+    text = _read_log(core, namespace, pod, container, previous)
+    if text or not previous:
+        return text
+    text = _read_log(core, namespace, pod, container, previous=False)
+    if text:
+        return text
+    time.sleep(RETRY_PAUSE)
+    return _read_log(core, namespace, pod, container, previous=True)
 
 
 def _event_messages(core: client.CoreV1Api, namespace: str, pod: str) -> list[str]:
