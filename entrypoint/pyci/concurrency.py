@@ -16,6 +16,7 @@ from pyci.results import Cancelled
 
 log = logging.getLogger("pyci.pipeline")
 T = TypeVar("T")
+POLL = 0.2  # seconds: the longest a signal waits for the main thread to notice it
 
 
 def concurrently(cancel: threading.Event, *calls: Callable[[], Any]) -> list[Any]:
@@ -29,7 +30,7 @@ def concurrently(cancel: threading.Event, *calls: Callable[[], Any]) -> list[Any
     try:
         for call in calls:
             futures.append(pool.submit(_unless_cancelled, cancel, call))
-        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        _wait_first_exception(cancel, futures)
         errors = [f.exception() for f in futures if f.done() and f.exception()]
         if errors:
             cancel.set()
@@ -55,6 +56,20 @@ def concurrently(cancel: threading.Event, *calls: Callable[[], Any]) -> list[Any
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+def _wait_first_exception(cancel: threading.Event, futures: list[concurrent.futures.Future[Any]]) -> None:
+    """Until all are done or one failed, in short waits: Python runs a signal handler only in the
+    main thread, and only when that thread runs; a SIGTERM the kernel hands to a stage thread (busy
+    in `kind create`) leaves a main thread blocked in one long wait asleep until kind ends (seen:
+    cancelled 31 s late, under load). Each wake runs a pending handler, which raises Cancelled."""
+    while True:
+        _, pending = concurrent.futures.wait(futures, timeout=POLL,
+                                             return_when=concurrent.futures.FIRST_EXCEPTION)
+        if cancel.is_set():  # set without a raise (a handler before ours): stop all the same
+            raise Cancelled("cancelled")
+        if not pending or any(f.done() and f.exception() for f in futures):
+            return
 
 
 def _unless_cancelled(cancel: threading.Event, call: Callable[[], T]) -> T:
