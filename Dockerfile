@@ -37,10 +37,15 @@ FROM --platform=${BUILDPLATFORM} ${BUILD_BASE_IMAGE} AS tilt-source
 ARG TOOLS=download
 ARG TARGETARCH
 COPY entrypoint/pyci/versions.env entrypoint/pyci/build-tilt.sh /build/
+# A build machine behind a TLS-inspecting proxy: its CA bundle as .prebuilt/ca-certificates.crt
+# (public certificates; they stay in this stage, the image takes only /out). pyproject.toml keeps the
+# COPY from failing when there is none.
+COPY pyproject.toml .prebuil[t]/ca-certificates.cr[t] /build/ca/
 RUN set -eu; mkdir -p /out; \
     arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     suffix=$(echo "$arch" | tr a-z A-Z); \
     if [ "$TOOLS" = download ] && grep -qx "TILT_SHA256_$suffix=SOURCE" /build/versions.env; then \
+      if [ -s /build/ca/ca-certificates.crt ]; then export SSL_CERT_FILE=/build/ca/ca-certificates.crt; fi; \
       apt-get update -q; \
       case "$(dpkg --print-architecture):$arch" in \
         amd64:arm64) cc="gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
