@@ -207,10 +207,8 @@ def _claim_cluster(state: Run, client: Any, stack: contextlib.ExitStack) -> tupl
     if not s.keep_cluster:
         stack.callback(_rmtree, workdir)
     provider = clusters.get_provider(s, workdir)
-    kind_network: str = (getattr(provider, "network", None) or "") if s.cluster == "kind" else ""
-    reused = False
-    if isinstance(provider, KindProvider):  # the registry waits to join this network
-        kind_network, reused = provider.run_network()
+    # The registry waits to join this network; an existing (non-kind) cluster has none.
+    kind_network, reused = provider.run_network() if isinstance(provider, KindProvider) else ("", False)
     made_network = bool(kind_network) and not daemon.network_exists(client, kind_network)
     if made_network:
         # kind makes its network on first use and never removes it: this run made it, so it goes,
