@@ -60,23 +60,28 @@ KIND_NETWORK = {
     "test_image.py::test_green_on_real_kind_as_a_github_docker_action_sibling",
     "test_image.py::test_docker_kill_of_the_action_container_leaves_nothing",
     "test_arm64.py::test_hello_green_with_the_arm64_image_as_a_sibling_on_real_kind",
-    "test_act.py::test_kitchen_sink_green_on_real_kind_through_act",
-    # all of it: act names its containers after the workflow and job, the same in every test here
-    "test_act_host.py",
+    # all of both: act names its containers after the workflow and job (act-e2e/pyci), the same in every
+    # test of them, and removes a running one of the same name (two workers split test_act.py once:
+    # its sibling run's container was removed mid-run and left kind's network behind)
+    "test_act.py", "test_act_host.py",
 }
 TOGETHER = {
     "test_corpus.py": "corpus",  # the breakages' module-scoped cluster
     "test_cancel.py::test_sigkill_then_pyci_cleanup_leaves_nothing_and_spares_a_users_cluster": "users",
-    "test_act.py": "act-e2e",  # one workflow and job name (act-e2e/pyci), so one act run at a time
 }
 
 
-def _group(item: pytest.Item) -> str | None:
-    module = Path(str(item.fspath)).name
-    test = f"{module}::{item.originalname}" if isinstance(item, pytest.Function) else module
-    if module in KIND_NETWORK or test in KIND_NETWORK:
+def group_of(module: str, test: str) -> str | None:
+    """The xdist group of `module::test`: one worker runs a group's tests one after another."""
+    key = f"{module}::{test}"
+    if module in KIND_NETWORK or key in KIND_NETWORK:
         return "kind-network"
-    return TOGETHER.get(test) or TOGETHER.get(module)
+    return TOGETHER.get(key) or TOGETHER.get(module)
+
+
+def _group(item: pytest.Item) -> str | None:
+    name = item.originalname if isinstance(item, pytest.Function) else ""
+    return group_of(Path(str(item.fspath)).name, name)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -40,12 +40,13 @@ def workers(name: str, default: int) -> list[str]:
 TIERS: dict[str, list[str]] = {
     "unit": ["tests/unit", "-p", "no:xdist"],
     "integration": ["tests/integration", *workers("integration", 1)],
-    "e2e": ["tests/e2e", *workers("e2e", 1)],
+    "e2e": ["tests/e2e", *workers("e2e", 2)],
 }
-# Which tiers run side by side. By default all three at once, e2e on one worker: on 2 cores that took
-# 21 min (the machine 65% busy) where waves took 30 (fresh clones, 2026-12-06); integration mostly
-# waits, so it costs e2e little. Three e2e workers beside them pushed the load past 20 and broke timing
-# bounds (2026-12-04: 11 failures). PYCI_TEST_PARALLEL=0 runs waves: unit beside integration, then e2e.
+# Which tiers run side by side. By default all three at once, e2e on two workers: on 2 cores, with e2e
+# on one worker, that took 21-23 min (the machine 64-67% busy; e2e alone was the critical path) where
+# waves took 30 (fresh clones, 2026-12-06); two e2e workers took 19 min at 91% busy (load ~12, timing
+# bounds held). Three e2e workers pushed the load past 20 and broke timing bounds (2026-12-04: 11
+# failures). PYCI_TEST_PARALLEL=0 runs waves: unit beside integration, then e2e.
 WAVES_ALL = [["unit", "integration", "e2e"]]
 WAVES_SPLIT = [["unit", "integration"], ["e2e"]]
 

@@ -106,6 +106,21 @@ def test_every_e2e_grouping_names_a_collected_test():
         assert any(i == entry or i.startswith(entry + "::") for i in ids), entry
 
 
+def test_no_e2e_module_is_split_between_two_xdist_groups():
+    """Two groups in one module may land on two workers: test_act.py was once half `kind-network`, half
+    `act-e2e`, and two act runs of one job name removed each other's containers."""
+    from tests.e2e import conftest as e2e
+
+    groups: dict[str, set[str]] = {}
+    for i in collected("tests/e2e"):
+        module, _, test = i.removeprefix("tests/e2e/").split("[")[0].partition("::")
+        if (group := e2e.group_of(module, test)) is not None:
+            groups.setdefault(module, set()).add(group)
+    split = {m: g for m, g in groups.items() if len(g) > 1}
+    assert split == {}, split
+    assert groups["test_act.py"] == groups["test_act_host.py"] == {"kind-network"}
+
+
 def test_the_readme_lists_every_nightly_case():
     nightly = collected("-m", "nightly", "tests")
     readme = (tiers.REPO / "README.md").read_text()
