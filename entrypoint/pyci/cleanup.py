@@ -80,10 +80,10 @@ def remove_labelled(
     for marker, name in markers:  # kind's network, when the run's kind create made it and none uses it
         made = ownership.owned_network(marker)
         if made and (name in deleted or dry_run):
-            for network in client.networks.list(names=[made]):
-                network.reload()
-                if network.name == made and not network.attrs.get("Containers"):
-                    problems += _attempt(network.remove, dry_run, f"{verb} network {made}", f"network {made}")
+            problems += _leave_network(client, made, dry_run, verb)
+    # kind networks pyci runs made and handed over (another run's nodes were on them): once unused
+    for handed in sorted({ownership.handed_over_network(m) for m in ownership.handed_over(client)} - {""}):
+        problems += _leave_network(client, handed, dry_run, verb)
     for marker, name in markers:
         if name in deleted:  # a marker stays as long as its cluster does
             problems += _attempt(functools.partial(marker.remove, force=True), dry_run,
@@ -95,6 +95,16 @@ def remove_labelled(
         problems += _attempt(functools.partial(shutil.rmtree, workdir), dry_run,
                              f"{verb} temporary folder {workdir}", f"folder {workdir}")
     return problems
+
+
+def _leave_network(client: Any, name: str, dry_run: bool, verb: str) -> list[str]:
+    """kind's network `name`, made by a pyci run: removed when no container is on it (else handed over)."""
+    for network in client.networks.list(names=[name]):
+        network.reload()
+        if network.name == name and not network.attrs.get("Containers"):
+            return _attempt(functools.partial(ownership.leave_network, client, name, True), dry_run,
+                            f"{verb} network {name}", f"network {name}")
+    return []
 
 
 def _stop_forwarders(container: str, dry_run: bool) -> list[str]:
@@ -138,7 +148,6 @@ def _attempt(action: Callable[[], object], dry_run: bool, done: str, what: str) 
             return [f"could not remove {what}: {_one_line(err)}"]
     print(done)
     return []
-
 
 
 def kind_delete_cluster(name: str) -> str | None:

@@ -67,10 +67,17 @@ def network_exists(client: Any, name: str) -> bool:
     return any(n.name == name for n in client.networks.list(names=[name]))  # the filter is a substring
 
 
-def remove_network_if_unused(client: Any, name: str) -> None:
+def remove_network_if_unused(client: Any, name: str) -> bool:
+    """Remove network `name` when no container is on it; whether it is gone."""
+    gone = True
     for network in client.networks.list(names=[name]):
-        network.reload()
-        if network.name == name and not network.attrs.get("Containers"):
-            with contextlib.suppress(Exception):
+        if network.name != name:  # `names` matches by substring
+            continue
+        gone = False
+        with contextlib.suppress(Exception):
+            network.reload()
+            if not network.attrs.get("Containers"):
                 network.remove()
                 log.info("removed docker network %s", name)
+                gone = True
+    return gone

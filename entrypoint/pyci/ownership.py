@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from pyci import daemon
 from pyci.results import InfrastructureError
 from pyci.settings import LABEL_MANAGED, LABEL_REAPER, LABEL_RUN
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 LABEL_OWNS = "io.pyci.owns-cluster"
 LABEL_OWNS_NETWORK = "io.pyci.owns-network"  # the docker network kind made for this run's cluster
+# kind's network, made by a pyci run that ended while another run's nodes were still on it
+LABEL_MADE_NETWORK = "io.pyci.made-network"
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 # A marker this young may be a run's that has not started a container yet (its registry, its reaper
 # and kind's nodes come seconds after it): never taken over.
@@ -98,3 +101,37 @@ def owned_clusters(client: Any, filters: dict[str, list[str]]) -> list[tuple[Any
     """(marker, cluster name) for every marker the filters select."""
     return [(v, str((v.attrs.get("Labels") or {}).get(LABEL_OWNS) or ""))
             for v in client.volumes.list(filters=filters)]
+
+
+def handed_over(client: Any, network: str | None = None) -> list[Any]:
+    """The markers of kind networks a pyci run made and could not remove (all, or `network`'s)."""
+    label = f"{LABEL_MADE_NETWORK}={network}" if network else LABEL_MADE_NETWORK
+    return list(client.volumes.list(filters={"label": [label]}))
+
+
+def handed_over_network(marker: Any) -> str:
+    return str((marker.attrs.get("Labels") or {}).get(LABEL_MADE_NETWORK) or "")
+
+
+def leave_network(client: Any, network: str, made: bool) -> None:
+    """kind's network at the end of a run (kind never removes it). The run that made it removes it once
+    no container is on it; while another run's nodes still are, it hands it over (a marker), and the
+    last pyci run on it removes it. Without that marker (a network a user made) a run that did not make
+    it never touches it. Seen: two runs side by side on `kind`, the one that made it ended first, the
+    other had not made it: the empty network stayed."""
+    markers = handed_over(client, network)
+    if not made and not markers:
+        return
+    if daemon.remove_network_if_unused(client, network):
+        for marker in markers:
+            release(marker)
+        return
+    if made and not markers:
+        with contextlib.suppress(Exception):  # a marker left undone leaves an empty network, no more
+            marker = client.volumes.create(name=f"pyci-made-network-{network}",
+                                           labels={LABEL_MANAGED: "true", LABEL_MADE_NETWORK: network})
+            log.info("docker network %s: another run's nodes are still on it; the last pyci run on it "
+                     "removes it", network)
+            # That run may have looked for a marker, and left, between our look and the marker.
+            if daemon.remove_network_if_unused(client, network):
+                release(marker)

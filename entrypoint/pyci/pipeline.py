@@ -210,10 +210,11 @@ def _claim_cluster(state: Run, client: Any, stack: contextlib.ExitStack) -> tupl
     # The registry waits to join this network; an existing (non-kind) cluster has none.
     kind_network, reused = provider.run_network() if isinstance(provider, KindProvider) else ("", False)
     made_network = bool(kind_network) and not daemon.network_exists(client, kind_network)
-    if made_network:
-        # kind makes its network on first use and never removes it: this run made it, so it goes,
-        # after the cluster and the registry (callbacks run last-in first-out).
-        stack.callback(daemon.remove_network_if_unused, client, kind_network)
+    if kind_network:
+        # kind makes its network on first use and never removes it: the run that made it (or, when
+        # it ended first, the last pyci run on it) removes it after the cluster and the registry
+        # (callbacks run last-in first-out).
+        stack.callback(ownership.leave_network, client, kind_network, made_network)
     if isinstance(provider, KindProvider) and not reused:
         # Before `kind create`: a run killed at any moment leaves a marker `pyci cleanup` follows.
         ownership.claim_cluster(client, s.cluster_name, s.run_id, stack,

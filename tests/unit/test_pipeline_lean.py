@@ -62,9 +62,12 @@ def test_a_reused_cluster_is_joined_on_its_nodes_network_not_where_kind_would_ma
     monkeypatch.setattr(pipeline.daemon, "network_exists", lambda client, name: name == "kind")
     claimed: list[str] = []
     monkeypatch.setattr(ownership, "claim_cluster", lambda *a, **k: claimed.append("claimed"))
+    left: list[tuple[str, bool]] = []
+    monkeypatch.setattr(ownership, "leave_network", lambda client, name, made: left.append((name, made)))
     settings = SimpleNamespace(run_id="r1", keep_cluster=False, cluster="kind", cluster_name="theirs")
     with contextlib.ExitStack() as stack:
         state = SimpleNamespace(settings=settings)
         got, network = pipeline._claim_cluster(state, object(), stack)  # type: ignore[arg-type]
         assert (got, network) == (provider, "kind")
     assert claimed == []  # a reused cluster is not claimed (it will not be deleted)
+    assert left == [("kind", False)]  # nor its network, which this run did not make
