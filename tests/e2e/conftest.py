@@ -84,8 +84,22 @@ def _group(item: pytest.Item) -> str | None:
     return group_of(Path(str(item.fspath)).name, name)
 
 
+# tryfirst: xdist's worker reads the marks in its own pytest_collection_modifyitems, and a plugin
+# registered after this conftest is called before it. Without it no group ever took effect (two
+# workers ran act tests side by side, and the kind-network tests too: 6 failures).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if Path(str(item.fspath)).parent == here and (group := _group(item)):
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under --dist loadgroup, xdist suffixes a grouped test's id with `@group`. Without it the group is
+    ignored and two runs on kind's network may meet (pytest 9.2 dropped the suffix: pytest-xdist#1386;
+    pyproject pins pytest below it): such a test fails saying so, rather than flake."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark and item.config.getoption("loadgroup", False) and not item.nodeid.endswith(f"@{mark.args[0]}"):
+        pytest.fail(f"pytest-xdist did not put this test in its group {mark.args[0]!r} (pytest "
+                    f"{pytest.__version__}: see pytest-dev/pytest-xdist#1386)", pytrace=False)
