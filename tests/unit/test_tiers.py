@@ -3,6 +3,7 @@ pytest sessions and real processes."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -88,12 +89,13 @@ def test_only_processes_carrying_this_runs_mark_are_counted(tmp_path: Path, mine
         proc.wait()
 
 
-def collected(*args: str) -> list[str]:
+@functools.cache  # three tests ask for the same collections
+def collected(*args: str) -> tuple[str, ...]:
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
                            "--collect-only", "-q", *args], capture_output=True, text=True, timeout=120,
                           cwd=tiers.REPO)
     assert done.returncode == 0, done.stdout + done.stderr
-    return [line for line in done.stdout.splitlines() if "::" in line]
+    return tuple(line for line in done.stdout.splitlines() if "::" in line)
 
 
 def test_every_e2e_grouping_names_a_collected_test():
