@@ -64,11 +64,11 @@ def _wait_first_exception(cancel: threading.Event, futures: list[concurrent.futu
     in `kind create`) leaves a main thread blocked in one long wait asleep until kind ends (seen:
     cancelled 31 s late, under load). Each wake runs a pending handler, which raises Cancelled."""
     while True:
-        _, pending = concurrent.futures.wait(futures, timeout=POLL,
-                                             return_when=concurrent.futures.FIRST_EXCEPTION)
+        done, pending = concurrent.futures.wait(futures, timeout=POLL,
+                                                return_when=concurrent.futures.FIRST_EXCEPTION)
         if cancel.is_set():  # set without a raise (a handler before ours): stop all the same
             raise Cancelled("cancelled")
-        if not pending or any(f.done() and f.exception() for f in futures):
+        if not pending or any(f.exception() for f in done):
             return
 
 
